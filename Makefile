@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh clone:
+#   make demo   -> creates .venv, installs flowlab, renders the lecture figures to demo-out/
+#   make test   -> creates .venv, installs flowlab with test extras, runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench env clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU torch first, so no multi-GB CUDA build is pulled in by a loose requirement.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/flowlab demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/flowlab bench samplers
+
+clean:
+	rm -rf $(VENV) demo-out

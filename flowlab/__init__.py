@@ -1,0 +1,1 @@
+"""flowlab: flow matching for teaching."""
