@@ -92,7 +92,12 @@ def torchdiffeq_end(method: str, x0: torch.Tensor, ts: torch.Tensor, mixture) ->
     torchdiffeq = pytest.importorskip("torchdiffeq")
     # torchdiffeq calls func(t, x) with a 0-d t; ours is velocity(x, t) with t of shape (B,).
     func = lambda t, x: mixture.velocity(x, t.expand(x.shape[0]))  # noqa: E731
-    return torchdiffeq.odeint(func, x0, ts.to(x0.device), method=method)[-1]
+    try:
+        return torchdiffeq.odeint(func, x0, ts.to(x0.device), method=method)[-1]
+    except ValueError as error:
+        if "Invalid method" in str(error):          # "heun2" arrived in torchdiffeq 0.2.5
+            pytest.skip(f"this torchdiffeq has no method {method!r}")
+        raise
 
 
 @pytest.mark.parametrize("grid", [schedules.uniform(16), schedules.cosine(12), schedules.karras(12)],
