@@ -11,7 +11,11 @@ euler     x + h v(x, t)                                           1           1
 midpoint  x + h v(x + h/2 v(x, t), t + h/2)                       2           2
 heun      x + h/2 [v(x, t) + v(x + h v(x, t), t + h)]             2           2
 rk4       classical Runge-Kutta, weights 1/6, 2/6, 2/6, 1/6       4           4
+adams     AB2 predictor, AM3 corrector, evaluations reused        1           3
 ========  ======================================================  ==========  =====
+
+``adams`` is a multistep method (see ``flowlab.multistep``): it keeps the velocities of earlier
+steps, so it is not a ``step`` function, but ``integrate`` runs it on the same grids.
 
 On the linear path one Euler step is exactly the DDIM step ``t' x1_hat + (1 - t') x0_hat``.
 """
@@ -22,12 +26,18 @@ from typing import Callable
 import torch
 
 from flowlab.checks import require_batch, require_choice, time_batch, time_grid
+from flowlab.multistep import adams_integrate
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _v(velocity: Velocity, x: torch.Tensor, t: float) -> torch.Tensor:
-    return velocity(x, time_batch(t, x))
+    """Evaluate ``velocity`` at a float time and check that it answers with x's shape."""
+    v = velocity(x, time_batch(t, x))
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"velocity(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return v
 
 
 def euler_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
@@ -64,14 +74,12 @@ def rk4_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float) -> to
 
 
 STEPS = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step, "rk4": rk4_step}
-NFE_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+NFE_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "adams": 1}
+METHODS = tuple(NFE_PER_STEP)
 
 
 class CountingVelocity:
-    """Wrap a velocity function, count its evaluations (``.nfe``) and check what it returns.
-
-    A returned tensor whose shape differs from ``x`` raises a ``ValueError`` at once.
-    """
+    """Wrap a velocity function and count its evaluations in ``.nfe``."""
 
     def __init__(self, velocity: Velocity):
         if not callable(velocity):
@@ -80,37 +88,41 @@ class CountingVelocity:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        v = self.velocity(x, t)
-        if not isinstance(v, torch.Tensor) or v.shape != x.shape:
-            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise ValueError(f"velocity(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}")
-        return v
+        return self.velocity(x, t)
 
 
 def nfe(method: str, n_steps: int) -> int:
     """Velocity evaluations that ``integrate`` spends on ``n_steps`` steps of ``method``."""
-    return NFE_PER_STEP[require_choice("method", method, STEPS)] * n_steps
+    return NFE_PER_STEP[require_choice("method", method, METHODS)] * n_steps
 
 
 def integrate(velocity: Velocity, x: torch.Tensor, ts, method: str = "euler",
               return_path: bool = False):
-    """Integrate ``dx/dt = velocity(x, t)`` from ``ts[0]`` to ``ts[-1]`` with one ``method`` step
-    per grid interval.
+    """Integrate ``dx/dt = velocity(x, t)`` from ``ts[0]`` to ``ts[-1]`` with ``method`` (one of
+    ``METHODS``), one step per grid interval.
 
     ``ts`` increasing (0 -> 1) samples; decreasing (1 -> 0) inverts. Returns the end point, or
     ``(x_end, path)`` with ``path`` of shape ``(len(ts), B, ...)`` when ``return_path``.
     Pass a ``CountingVelocity`` to read the number of evaluations afterwards.
     Raises ``ValueError`` on a bad grid, an unknown method, or NaN/infinity from the velocity.
     """
-    step = STEPS[require_choice("method", method, STEPS)]
+    require_choice("method", method, METHODS)
     times = time_grid(ts).tolist()
     require_batch("x", x)
-    path = [x] if return_path else None
-    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
-        x = step(velocity, x, t, t_next)
-        if not torch.isfinite(x).all():
+    path = [x]
+
+    def check(i: int, t: float, t_next: float, x_next: torch.Tensor) -> None:
+        if not torch.isfinite(x_next).all():
             raise ValueError(f"the velocity gave NaN or infinity in step {i} (t = {t:.4g} -> {t_next:.4g}); "
                              f"check the model and the time grid")
         if return_path:
-            path.append(x)
+            path.append(x_next)
+
+    if method == "adams":
+        x = adams_integrate(lambda x, t: _v(velocity, x, t), x, times, on_step=check)
+    else:
+        step = STEPS[method]
+        for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+            x = step(velocity, x, t, t_next)
+            check(i, t, t_next, x)
     return (x, torch.stack(path)) if return_path else x
