@@ -1,0 +1,201 @@
+"""``flowlab bench samplers``: solver x schedule accuracy on the exact 8-Gaussian ring, the fewest
+evaluations that reach uniform Euler's 128-step error, and wall time against torchdiffeq.
+
+The error of a sampler is the mean Euclidean distance, over the points, between its end point
+and a very accurate solution of the same ODE from the same noise (RK4 on 1,024 uniform steps),
+in float64. Schedules with parameters are searched on a separate *search* set of noise (another
+seed) and measured on the benchmark set, so the search cannot fit the points it is scored on.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+
+from flowlab import schedules
+from flowlab.data import GaussianMixture
+from flowlab.solvers import METHODS, NFE_PER_STEP, CountingVelocity, integrate
+
+REFERENCE = ("rk4", 1024)
+DEFAULT_NFES = (2, 4, 8, 16, 32, 64, 128)
+# Parameter grids searched for each schedule family (the defaults of schedules.py are included).
+SEARCH_SPACE = {
+    "uniform": {},
+    "cosine": {},
+    "shifted": {"shift": (0.3, 0.5, 0.7, 1.5, 2.0, 3.0)},
+    "karras": {"rho": (1.5, 3.0, 5.0, 7.0), "sigma_min": (0.002, 0.03, 0.1, 0.3),
+               "sigma_max": (2.0, 5.0, 20.0, 80.0)},
+    "logsnr": {"logsnr_min": (-5.0, -4.0, -3.0, -2.0), "logsnr_max": (2.0, 3.0, 4.0, 5.0, 10.0)},
+}
+
+
+@dataclass
+class RingProblem:
+    """Noise ``x0`` and the accurate end points ``reference`` of the exact ring flow."""
+    mixture: GaussianMixture
+    x0: torch.Tensor
+    reference: torch.Tensor
+
+    def error(self, method: str, ts: torch.Tensor) -> float:
+        """Mean terminal error ``E ||x_end - reference||`` of ``method`` on the grid ``ts``."""
+        end = integrate(self.mixture.velocity, self.x0, ts, method)
+        return (end - self.reference).norm(dim=1).mean().item()
+
+
+def ring_problem(n_points: int = 20_000, seed: int = 0) -> RingProblem:
+    """The benchmark problem: 8 Gaussians on a ring of radius 4, std 0.3, float64."""
+    mixture = GaussianMixture.ring(k=8, radius=4.0, std=0.3)
+    x0 = torch.randn(n_points, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    method, steps = REFERENCE
+    return RingProblem(mixture, x0, integrate(mixture.velocity, x0, schedules.uniform(steps), method))
+
+
+def steps_for(method: str, nfe: int) -> int | None:
+    """Steps of ``method`` that cost exactly ``nfe`` evaluations, or None if none do."""
+    steps, rest = divmod(nfe, NFE_PER_STEP[method])
+    return steps if steps >= 1 and rest == 0 else None
+
+
+def solver_error_table(nfes=DEFAULT_NFES, methods=METHODS, schedules_=tuple(schedules.SCHEDULES),
+                       problem: RingProblem | None = None, n_points: int = 20_000, seed: int = 0,
+                       progress: bool = False) -> list[dict]:
+    """Error of every method x schedule (default parameters) at each NFE it can spend exactly."""
+    problem = problem or ring_problem(n_points, seed)
+    rows = []
+    for method, schedule in itertools.product(methods, schedules_):
+        for nfe in nfes:
+            steps = steps_for(method, nfe)
+            if steps is not None:
+                rows.append({"method": method, "schedule": schedule, "nfe": nfe,
+                             "error": problem.error(method, schedules.get(schedule, steps))})
+        if progress:
+            print(f"  measured {method} x {schedule}", flush=True)
+    return rows
+
+
+def _parameter_sets(schedule: str):
+    space = SEARCH_SPACE[schedule]
+    for values in itertools.product(*space.values()):
+        params = dict(zip(space, values))
+        if params.get("sigma_min", 0) < params.get("sigma_max", 1):
+            yield params
+
+
+def best_parameters(problem: RingProblem, method: str, schedule: str, steps: int) -> tuple[dict, float]:
+    """The searched parameters of ``schedule`` with the lowest error on ``problem``."""
+    scored = [(problem.error(method, schedules.get(schedule, steps, **p)), p) for p in _parameter_sets(schedule)]
+    error, params = min(scored, key=lambda pair: pair[0])
+    return params, error
+
+
+def fewest_nfe(target: float, problem: RingProblem, search: RingProblem, methods=METHODS,
+               schedules_=tuple(SEARCH_SPACE), max_nfe: int = 16) -> list[dict]:
+    """For each method x schedule: the fewest NFE whose searched grid reaches ``target`` on ``problem``.
+
+    Parameters are chosen on ``search`` (other noise); the reported error is on ``problem``.
+    """
+    rows = []
+    for method, schedule in itertools.product(methods, schedules_):
+        found = {"method": method, "schedule": schedule, "nfe": None, "error": None, "params": {}}
+        for nfe in range(1, max_nfe + 1):
+            steps = steps_for(method, nfe)
+            if steps is None:
+                continue
+            params, _ = best_parameters(search, method, schedule, steps)
+            error = problem.error(method, schedules.get(schedule, steps, **params))
+            if error <= target:
+                found.update(nfe=nfe, error=error, params=params)
+                break
+        rows.append(found)
+    return rows
+
+
+def seconds_per_nfe(runs: dict, velocity, repeats: int = 5) -> dict:
+    """Best wall time per evaluation of each ``run(counted_velocity)`` in ``runs``, over ``repeats``
+    rounds that alternate the runs, so that a busy machine slows them alike."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            counted = CountingVelocity(velocity)
+            start = time.perf_counter()
+            run(counted)
+            best[name] = min(best[name], (time.perf_counter() - start) / counted.nfe)
+    return best
+
+
+def speed_table(batch_sizes=(16, 20_000), steps: int = 64) -> list[dict]:
+    """Wall time per NFE of ``integrate`` and of torchdiffeq's ``odeint`` on the same grid and velocity."""
+    import torchdiffeq
+
+    mixture = GaussianMixture.ring()
+    ts = schedules.uniform(steps)
+    rows = []
+    for batch, method in itertools.product(batch_sizes, ("euler", "midpoint", "rk4")):
+        x0 = torch.randn(batch, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+        def ours(velocity):
+            integrate(velocity, x0, ts, method)
+
+        def theirs(velocity):
+            torchdiffeq.odeint(lambda t, x: velocity(x, t.expand(x.shape[0])), x0, ts, method=method)
+
+        best = seconds_per_nfe({"flowlab": ours, "torchdiffeq": theirs}, mixture.velocity)
+        rows.append({"method": method, "batch": batch,
+                     "flowlab_ms": 1e3 * best["flowlab"], "torchdiffeq_ms": 1e3 * best["torchdiffeq"]})
+    return rows
+
+
+def format_error_table(rows: list[dict]) -> str:
+    """Rows of (method, schedule) and a column per NFE; '-' where a method cannot spend that NFE."""
+    nfes = sorted({row["nfe"] for row in rows})
+    error = {(r["method"], r["schedule"], r["nfe"]): r["error"] for r in rows}
+    pairs = list(dict.fromkeys((r["method"], r["schedule"]) for r in rows))
+    lines = [f"{'method':<9}{'schedule':<9}" + "".join(f"{n:>9}" for n in nfes)]
+    for method, schedule in pairs:
+        cells = [error.get((method, schedule, n)) for n in nfes]
+        lines.append(f"{method:<9}{schedule:<9}" + "".join(
+            f"{c:>9.2e}" if c is not None else f"{'-':>9}" for c in cells))
+    return "\n".join(lines)
+
+
+def format_fewest_table(rows: list[dict], target: float) -> str:
+    """One row per method x schedule, best (fewest NFE) first."""
+    ordered = sorted(rows, key=lambda r: (r["nfe"] is None, r["nfe"] or 0, r["error"] or 0))
+    lines = [f"{'method':<9}{'schedule':<9}{'NFE':>5}{'error':>10}  parameters (searched on other noise)"]
+    for r in ordered:
+        nfe = f"{r['nfe']:>5}" if r["nfe"] else f"{'>max':>5}"
+        error = f"{r['error']:>10.2e}" if r["error"] is not None else f"{'-':>10}"
+        params = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
+        lines.append(f"{r['method']:<9}{r['schedule']:<9}{nfe}{error}  {params}")
+    return f"target: error <= {target:.3e} (uniform Euler, 128 NFE)\n" + "\n".join(lines)
+
+
+def format_speed_table(rows: list[dict]) -> str:
+    lines = [f"{'method':<9}{'batch':>7}{'flowlab ms/NFE':>16}{'torchdiffeq ms/NFE':>20}{'ratio':>7}"]
+    for r in rows:
+        ratio = r["flowlab_ms"] / r["torchdiffeq_ms"]
+        lines.append(f"{r['method']:<9}{r['batch']:>7}{r['flowlab_ms']:>16.4f}{r['torchdiffeq_ms']:>20.4f}{ratio:>7.2f}")
+    return "\n".join(lines)
+
+
+def main_samplers(quick: bool = False, n_points: int | None = None, seed: int = 0) -> None:
+    """Print the three benchmark tables (``quick``: fewer points and NFEs, for tests)."""
+    n_points = n_points or (2_000 if quick else 20_000)
+    start = time.perf_counter()
+    print(f"8-Gaussian ring (radius 4, std 0.3), {n_points} points, float64; error = mean ||x - x_ref||, "
+          f"x_ref = {REFERENCE[0]} with {REFERENCE[1]} uniform steps\n", flush=True)
+    problem = ring_problem(n_points, seed)
+    nfes = (2, 4, 8, 16) if quick else DEFAULT_NFES
+    print("Error at each NFE, every solver x schedule (default schedule parameters):")
+    print(format_error_table(solver_error_table(nfes, problem=problem)), "\n", flush=True)
+    target = problem.error("euler", schedules.uniform(128))
+    search = ring_problem(min(n_points, 2_000), seed + 1)
+    rows = fewest_nfe(target, problem, search, max_nfe=12 if quick else 16)
+    print("Fewest NFE that reach uniform Euler's error at 128 NFE:")
+    print(format_fewest_table(rows, target), "\n", flush=True)
+    print("Wall time per NFE, same grid and velocity (best of 3):")
+    print(format_speed_table(speed_table(steps=16 if quick else 64)))
+    print(f"\n(bench took {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads)")

@@ -1,0 +1,57 @@
+"""The sampler benchmark's machinery, on a small copy of its problem."""
+import pytest
+import torch
+
+from flowlab import bench, schedules
+
+
+@pytest.fixture(scope="module")
+def small_problem():
+    return bench.ring_problem(n_points=400, seed=0)
+
+
+def test_reference_is_converged(small_problem):
+    """The reference (RK4, 1,024 steps) agrees with RK4 on twice the steps far below any error we report."""
+    finer = small_problem.error("rk4", schedules.uniform(2048))
+    assert finer < 1e-9
+
+
+@pytest.mark.parametrize("method, nfe, steps", [("euler", 8, 8), ("heun", 8, 4), ("rk4", 8, 2),
+                                                ("rk4", 6, None), ("heun", 1, None), ("adams", 5, 5)])
+def test_steps_for_spends_exactly_the_nfe(method, nfe, steps):
+    assert bench.steps_for(method, nfe) == steps
+
+
+def test_error_table_falls_with_nfe_and_skips_impossible_nfes(small_problem):
+    rows = bench.solver_error_table(nfes=(2, 8, 32), methods=("heun", "rk4"), schedules_=("uniform",),
+                                    problem=small_problem)
+    heun = [r["error"] for r in rows if r["method"] == "heun"]
+    assert heun == sorted(heun, reverse=True) and heun[-1] < 1e-2
+    assert {r["nfe"] for r in rows if r["method"] == "rk4"} == {8, 32}   # rk4 cannot spend 2 NFE
+    table = bench.format_error_table(rows)
+    assert "heun" in table and "-" in table.splitlines()[2]
+
+
+def test_searched_adams_grid_beats_euler_128_within_10_nfe(small_problem):
+    """The benchmark's headline, on 400 points: parameters searched on other noise carry over."""
+    target = small_problem.error("euler", schedules.uniform(128))
+    search = bench.ring_problem(n_points=400, seed=1)
+    [row] = bench.fewest_nfe(target, small_problem, search, methods=("adams",), schedules_=("logsnr",),
+                             max_nfe=10)
+    assert row["nfe"] is not None and row["nfe"] <= 10, row
+    assert row["error"] <= target
+
+
+def test_heun_on_the_uniform_grid_needs_more_than_10(small_problem):
+    """...while the fixed-grid default of other libraries (Heun, uniform) does not get there."""
+    target = small_problem.error("euler", schedules.uniform(128))
+    [row] = bench.fewest_nfe(target, small_problem, small_problem, methods=("heun",),
+                             schedules_=("uniform",), max_nfe=10)
+    assert row["nfe"] is None
+
+
+def test_speed_table_has_both_timings():
+    rows = bench.speed_table(batch_sizes=(8,), steps=4)
+    assert {r["method"] for r in rows} == {"euler", "midpoint", "rk4"}
+    assert all(r["flowlab_ms"] > 0 and r["torchdiffeq_ms"] > 0 for r in rows)
+    assert "ratio" in bench.format_speed_table(rows)
