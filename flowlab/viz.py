@@ -37,7 +37,7 @@ STYLE = {
     "sample_color": "#e63946",
     "line_color": "#457b9d",
     "method_colors": {"euler": "#e63946", "midpoint": "#f4a261", "heun": "#2a9d8f", "rk4": "#264653",
-                      "sde": "#8e44ad"},
+                      "adams": "#8e44ad", "sde": "#6c757d"},
     "schedule_styles": {"uniform": ("-", "o"), "shifted": ("--", "s"), "karras": (":", "^"),
                         "cosine": ("-.", "D"), "logsnr": ((0, (5, 1, 1, 1)), "v")},
 }
@@ -191,11 +191,14 @@ def _time_title(t: float) -> str:
 @_styled
 def plot_vector_field(velocity: Callable, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
                       lim: float = 4.5, resolution: int = 21, kind: str = "quiver",
-                      axes: Sequence[Axes] | None = None, title: str | None = None,
-                      **velocity_kwargs) -> Figure:
+                      normalize: bool = True, axes: Sequence[Axes] | None = None,
+                      title: str | None = None, **velocity_kwargs) -> Figure:
     """A row of panels, one per time in ``times``, showing ``velocity(x, t)`` on a grid over
     ``[-lim, lim]^2``: arrows (``kind="quiver"``) or stream lines (``kind="stream"``), coloured by
-    speed ``|v|`` (data units per unit time). Extra keywords (e.g. ``y=``) go to ``velocity``."""
+    speed ``|v|`` (data units per unit time, one colour scale for all panels). With ``normalize``
+    every arrow has the same length and shows only the direction (the colour gives the speed);
+    otherwise arrow lengths are proportional to ``|v|``. Extra keywords (e.g. ``y=``) go to
+    ``velocity``."""
     if kind not in ("quiver", "stream"):
         raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
     times = [float(t) for t in times]
@@ -212,9 +215,14 @@ def plot_vector_field(velocity: Callable, times: Sequence[float] = (0.0, 0.25, 0
     for ax, t, (gx, gy, vx, vy) in zip(axes, times, fields):
         speed = np.hypot(vx, vy)
         if kind == "quiver":
+            spacing = 2 * lim / max(resolution - 1, 1)
+            if normalize:
+                length = np.where(speed > 0, speed, 1.0)
+                vx, vy, scale = vx / length, vy / length, 1 / (0.75 * spacing)
+            else:
+                scale = top_speed / (1.5 * spacing)
             mappable = ax.quiver(gx, gy, vx, vy, speed, cmap=STYLE["field_cmap"], clim=(0, top_speed),
-                                 angles="xy", scale_units="xy", scale=top_speed / (lim / resolution * 1.8),
-                                 width=0.006)
+                                 angles="xy", scale_units="xy", scale=scale, width=0.005, pivot="mid")
         else:
             mappable = ax.streamplot(gx, gy, vx, vy, color=speed, cmap=STYLE["field_cmap"], density=0.9,
                                      linewidth=0.8, norm=matplotlib.colors.Normalize(0, top_speed)).lines
@@ -234,12 +242,14 @@ def _series_label(method, schedule) -> str:
 
 @_styled
 def plot_error_vs_nfe(rows: Sequence[Mapping], ax: Axes | None = None, title: str | None = None,
-                      ylabel: str = "mean terminal L2 error", show_orders: bool = True) -> Figure:
+                      ylabel: str = "mean terminal L2 error", show_orders: bool = True,
+                      legend: bool = True) -> Figure:
     """Log-log error against NFE, one line per (method, schedule).
 
     ``rows`` are dicts with keys ``method``, ``nfe``, ``error`` and optionally ``schedule`` (the
     rows of ``flowlab.bench.solver_error_table``). Colour encodes the method, line style and marker
     the schedule. With ``show_orders``, faint guides of slope -1, -2 and -4 show the orders.
+    Rows with a zero or non-finite error are left out (they have no place on a log axis).
     """
     series: dict[tuple, list[tuple[float, float]]] = {}
     for row in rows:
@@ -250,9 +260,10 @@ def plot_error_vs_nfe(rows: Sequence[Mapping], ax: Axes | None = None, title: st
             raise ValueError(f"each of rows needs 'method', 'nfe' and 'error', got {row!r}") from error
     if not series:
         raise ValueError("rows is empty: nothing to plot")
+    if ax is None:
+        figure, axes = new_figure(width=6.4, height=4.4)
+        ax = axes[0, 0]
     figure, ax = _figure_and_axes(ax)
-    if ax.figure.get_figwidth() < 5 and len(ax.figure.axes) == 1:
-        ax.figure.set_size_inches(6.4, 4.4)
     for (method, schedule), points in sorted(series.items(), key=lambda item: str(item[0])):
         nfe, error = np.array(sorted(p for p in points if p[1] > 0 and np.isfinite(p[1]))).T \
             if any(p[1] > 0 for p in points) else (np.array([]), np.array([]))
@@ -265,7 +276,8 @@ def plot_error_vs_nfe(rows: Sequence[Mapping], ax: Axes | None = None, title: st
         _order_guides(ax, series)
     ax.set_xlabel("NFE (velocity evaluations)")
     ax.set_ylabel(ylabel)
-    ax.legend(ncol=2 if len(series) > 6 else 1, fontsize=7, framealpha=0.85)
+    if legend:
+        ax.legend(ncol=2 if len(series) > 6 else 1, fontsize=7, framealpha=0.85)
     ax.grid(True, which="both", alpha=0.2)
     if title:
         ax.set_title(title)
@@ -273,19 +285,20 @@ def plot_error_vs_nfe(rows: Sequence[Mapping], ax: Axes | None = None, title: st
 
 
 def _order_guides(ax: Axes, series: Mapping) -> None:
-    """Grey lines ``error ∝ NFE^-p`` for p = 1, 2, 4, anchored at the largest error at the smallest NFE."""
-    points = np.array([p for values in series.values() for p in values if p[1] > 0])
-    if len(points) < 2:
+    """Grey lines ``error ∝ NFE^-p`` for p = 1, 2, 4 from the largest error at the smallest NFE,
+    cut where they leave the range of the data (so that they never stretch the axes)."""
+    points = np.array([p for values in series.values() for p in values if p[1] > 0 and np.isfinite(p[1])])
+    if len(points) < 2 or points[:, 0].min() == points[:, 0].max():
         return
-    nfe_lo, nfe_hi = points[:, 0].min(), points[:, 0].max()
+    nfe_lo, nfe_hi, floor = points[:, 0].min(), points[:, 0].max(), points[:, 1].min()
     anchor = points[points[:, 0] == nfe_lo, 1].max()
-    nfe = np.array([nfe_lo, nfe_hi])
     for order in (1, 2, 4):
+        nfe_end = min(nfe_hi, nfe_lo * (anchor / floor) ** (1 / order))
+        nfe = np.geomspace(nfe_lo, nfe_end, 2)
         guide = anchor * (nfe / nfe_lo) ** (-order)
         ax.plot(nfe, guide, color="0.6", linewidth=0.8, linestyle=(0, (1, 2)), zorder=0)
         ax.annotate(f"order {order}", (nfe[-1], guide[-1]), fontsize=7, color="0.45",
                     xytext=(2, 0), textcoords="offset points", va="center")
-    ax.set_ylim(bottom=max(points[:, 1].min() / 3, 1e-12), top=anchor * 3)
 
 
 @_styled

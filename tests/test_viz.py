@@ -105,13 +105,19 @@ def test_plot_vector_field_has_one_panel_per_time(kind, tmp_path):
     panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
     assert [ax.get_title() for ax in panels] == ["t = 0 (noise)", "t = 0.5", "t = 1 (data)"]
     assert len(figure.axes) == len(times) + 1                       # and one colour bar
-    if kind == "quiver":
-        (arrows,) = [c for c in panels[1].collections if isinstance(c, Quiver)]
-        grid = torch.tensor(arrows.XY, dtype=torch.float64)
-        exact = mixture.velocity(grid, 0.5)
-        np.testing.assert_allclose(arrows.U, exact[:, 0].numpy(), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(arrows.V, exact[:, 1].numpy(), rtol=1e-5, atol=1e-5)
     viz.save(figure, tmp_path / f"field_{kind}.png")
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_plot_vector_field_arrows_show_the_exact_velocity(normalize):
+    mixture = GaussianMixture.ring()
+    figure = viz.plot_vector_field(mixture.velocity, times=(0.5,), resolution=7, normalize=normalize)
+    (arrows,) = [c for c in figure.axes[0].collections if isinstance(c, Quiver)]
+    exact = mixture.velocity(torch.tensor(arrows.XY, dtype=torch.float64), 0.5).numpy()
+    speed = np.linalg.norm(exact, axis=1)
+    np.testing.assert_allclose(arrows.get_array(), speed, rtol=1e-5)          # colour = |v|
+    length = speed if normalize else np.ones_like(speed)
+    np.testing.assert_allclose(np.stack([arrows.U, arrows.V], 1) * length[:, None], exact, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("times, kind", [((), "quiver"), ((0.5, 1.5), "quiver"), ((0.5,), "arrows")])
