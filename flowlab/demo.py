@@ -95,7 +95,8 @@ def data_and_samples(context: Context) -> list[Item]:
     viz.scatter_density(context.noise(), ax=axes[0, 0], lim=3.5, title="noise x0 ~ N(0, I)  (t = 0)")
     viz.scatter_density(data, ax=axes[0, 1], lim=3.5, title="data: moons  (t = 1)")
     viz.scatter_density(samples, ax=axes[0, 2], lim=3.5, color=viz.STYLE["sample_color"],
-                        title=f"model samples, {s.sample_method} {nfe(s.sample_method, s.sample_steps)} NFE\n"
+                        title=f"model samples: {s.sample_method}, {s.sample_steps} steps = "
+                              f"{nfe(s.sample_method, s.sample_steps)} NFE\n"
                               f"{_distance(samples, data)}")
     caption = ("A small MLP trained by flow matching (regress x1 - x0 at x_t = (1 - t) x0 + t x1) learns "
                "a velocity field v(x, t). Integrating dx/dt = v from t = 0 (Gaussian noise, left) to "
@@ -118,7 +119,8 @@ def trajectories_and_field(context: Context) -> list[Item]:
         Item("Trajectories from noise to data", (
             "Each sample follows the ODE from t = 0 (grey) to t = 1 (red). Flow matching regresses "
             "straight lines between random pairs (x0, x1), but the learned marginal velocity averages "
-            "over every pair that passes through x_t, so the trajectories bend and never cross."),
+            "over every pair that passes through x_t, so the trajectories curve. The ODE is "
+            "deterministic: two samples never sit at the same point at the same time."),
             trajectories, "02_trajectories.png"),
         Item("The velocity field over time", (
             "v(x, t) at five times; t = 0 is noise. At t = 0 the field is E[x1] - x (towards the data "
