@@ -195,7 +195,7 @@ def main_samplers(quick: bool = False, n_points: int | None = None, seed: int = 
     rows = fewest_nfe(target, problem, search, max_nfe=12 if quick else 16)
     print("Fewest NFE that reach uniform Euler's error at 128 NFE:")
     print(format_fewest_table(rows, target), "\n", flush=True)
-    print("Wall time per NFE, same grid and velocity (best of 3):")
+    print("Wall time per NFE, same grid and velocity (best of 5 alternating rounds):")
     print(format_speed_table(speed_table(steps=16 if quick else 64)))
     print(f"\n(bench took {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)")
