@@ -181,7 +181,19 @@ def format_speed_table(rows: list[dict]) -> str:
 
 
 def main_samplers(quick: bool = False, n_points: int | None = None, seed: int = 0) -> None:
-    """Print the three benchmark tables (``quick``: fewer points and NFEs, for tests)."""
+    """Print the three benchmark tables (``quick``: fewer points and NFEs, for tests).
+
+    Runs on one torch thread: on a small shared CPU, two threads make the timings noisy.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _print_sampler_tables(quick, n_points, seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _print_sampler_tables(quick: bool, n_points: int | None, seed: int) -> None:
     n_points = n_points or (2_000 if quick else 20_000)
     start = time.perf_counter()
     print(f"8-Gaussian ring (radius 4, std 0.3), {n_points} points, float64; error = mean ||x - x_ref||, "

@@ -65,7 +65,8 @@ def time_batch(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
     if not 0.0 <= float(t) <= 1.0 or math.isnan(float(t)):
         raise ValueError(f"t must lie in [0, 1] (t = 0 is noise, t = 1 is data), got {t}")
-    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+    # A stride-0 view: no (B,)-sized allocation per velocity call (the solvers' hot path).
+    return torch.tensor(float(t), dtype=x.dtype, device=x.device).expand(x.shape[0])
 
 
 def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
