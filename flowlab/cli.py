@@ -148,6 +148,35 @@ def run_train_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_mnist_recipes() -> None:
+    """``flowlab train mnist-cfg ...``: one subcommand per recipe in ``flowlab.mnist_recipes``."""
+    from flowlab.mnist_recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        @command("train", name, help=f"train the {recipe.checkpoint} checkpoint (MNIST)", arguments=[
+            argument("--steps", type=positive_int, default=recipe.steps, help="optimiser steps (default: %(default)s)"),
+            argument("--seed", type=int, default=0, help="seed of the weights and every draw (default: %(default)s)"),
+            argument("--device", type=torch_device, default="cpu", help="torch device (default: %(default)s)"),
+            argument("--out", default=f"data/checkpoints/{recipe.checkpoint}", metavar="PATH",
+                     help="checkpoint path; writes PATH.safetensors and PATH.json (default: %(default)s)"),
+        ])
+        def run(args: argparse.Namespace, name: str = name) -> int:
+            import json
+
+            from flowlab.checkpoints import checkpoint_paths
+            from flowlab.mnist_recipes import save_recipe, train_recipe
+
+            result = train_recipe(name, steps=args.steps, seed=args.seed, device=args.device)
+            meta = save_recipe(result, args.out)
+            print(f"trained {name}: {args.steps} steps in {result.seconds:.1f} s, final loss {meta['final_loss']:.4f}")
+            print("metrics: " + json.dumps(meta["metrics"], indent=1))
+            print("saved " + ", ".join(str(path) for path in checkpoint_paths(args.out)))
+            return 0
+
+
+_register_mnist_recipes()
+
+
 def _load_2d_model(name_or_path: str):
     """A checkpoint by path (with or without suffix) or by pretrained name: ``(model, meta)``."""
     from flowlab import checkpoints, pretrained

@@ -122,3 +122,36 @@ def straightness(path: torch.Tensor, ts) -> float:
     segment_velocity = (states[1:] - states[:-1]) / steps[:, None, None]
     deviation = (segment_velocity - chord).pow(2).sum(-1)              # (N, B)
     return float((steps.abs()[:, None] * deviation).sum(0).mean())
+
+
+def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max class equals the label: ``mean(argmax(logits) == labels)``.
+
+    ``logits``: ``(N, C)`` (e.g. the evaluation classifier on conditional samples); ``labels``: ``(N,)``.
+    """
+    require_batch("logits", logits)
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
+    return (logits.argmax(1) == labels.to(logits.device)).double().mean().item()
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets ``(N, F)`` and ``(M, F)``:
+
+        ||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)),
+
+    computed in float64 (the FID formula, here in the evaluation classifier's feature space). It is
+    biased upwards for small N: compare against the real-vs-real floor of the same sizes.
+    """
+    import numpy as np
+    from scipy import linalg
+
+    a, b = _clouds(features_a, features_b)
+    a, b = a.double().cpu().numpy(), b.double().cpu().numpy()
+    if min(a.shape[0], b.shape[0]) < 2:
+        raise ValueError("frechet_distance needs at least 2 points in each set")
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    trace = np.trace(cov_a + cov_b - 2 * root.real)
+    return float(((mean_a - mean_b) ** 2).sum() + trace)

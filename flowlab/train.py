@@ -167,42 +167,29 @@ def _cosine(step: int, steps: int) -> float:
 LR_SCHEDULES = {"constant": lambda step, steps: 1.0, "cosine": _cosine}
 
 
-def train(model: nn.Module, sample_batch: Callable, steps: int, batch_size: int = 256, lr: float = 1e-3,
-          ema_decay: float = 0.999, generator: torch.Generator | int | None = None, progress: bool = True,
-          label_dropout_p: float = 0.0, lr_schedule: str = "constant") -> TrainResult:
-    """Train ``model`` by flow matching with Adam for ``steps`` steps; returns a ``TrainResult``.
+def fit(model: nn.Module, step_loss: Callable[[torch.Generator], torch.Tensor], steps: int,
+        lr: float = 1e-3, ema_decay: float = 0.999, generator: torch.Generator | int | None = None,
+        progress: bool = True, lr_schedule: str = "constant", desc: str = "training") -> TrainResult:
+    """The loop every trainer shares: ``steps`` Adam steps on ``step_loss(generator)``, an EMA of the
+    weights, an optional cosine learning-rate decay and a tqdm bar.
 
-    ``sample_batch(n, generator)`` draws ``n`` training points: a tensor ``x1``, a pair ``(x1, y)``
-    or a ``Batch`` (with paired noise ``x0`` for reflow). Each step draws a batch, applies label
-    dropout with probability ``label_dropout_p`` (needs ``model.null_label``), takes one Adam step on
-    ``flow_matching_loss`` and updates the EMA. Data, noise and times all come from ``generator``
-    (an int seed or a CPU ``torch.Generator``): fix it and the model's initial weights, and the run
-    is reproducible. ``progress=False`` hides the tqdm bar. ``lr_schedule="cosine"`` decays the
-    learning rate as ``lr * (1 + cos(pi * step / steps)) / 2`` (to 0 at the end); ``"constant"``
-    keeps it. The model is trained in place and left in eval mode.
+    ``step_loss`` draws its own batch from ``generator`` and returns a 0-d loss. ``lr_schedule``:
+    ``"constant"``, or ``"cosine"``: ``lr * (1 + cos(pi * step / steps)) / 2`` (to 0 at the end).
+    The model is trained in place and left in eval mode.
     """
     require_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if label_dropout_p and getattr(model, "null_label", None) is None:
-        raise ValueError("label_dropout_p > 0 needs a class-conditional model with a `null_label`")
     generator = make_generator(generator)
-    device = _model_device(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(LR_SCHEDULES[lr_schedule], steps=steps))
     ema = EMA(model, ema_decay)
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
-    bar = tqdm(range(steps), desc="flow matching", disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
-        batch = as_batch(sample_batch(batch_size, generator), device)
-        y = batch.y
-        if y is not None and label_dropout_p:
-            y = label_dropout(y, label_dropout_p, model.null_label, generator)
-        loss = flow_matching_loss(model, batch.x1, x0=batch.x0, y=y, generator=generator)
+        loss = step_loss(generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -212,9 +199,39 @@ def train(model: nn.Module, sample_batch: Callable, steps: int, batch_size: int 
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
     model.eval()
-    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
-                "label_dropout_p": label_dropout_p, "optimizer": "Adam", "lr_schedule": lr_schedule}
+    settings = {"steps": steps, "lr": lr, "ema_decay": ema_decay, "optimizer": "Adam", "lr_schedule": lr_schedule}
     return TrainResult(model, ema.model, losses, time.perf_counter() - start, settings)
+
+
+def train(model: nn.Module, sample_batch: Callable, steps: int, batch_size: int = 256, lr: float = 1e-3,
+          ema_decay: float = 0.999, generator: torch.Generator | int | None = None, progress: bool = True,
+          label_dropout_p: float = 0.0, lr_schedule: str = "constant") -> TrainResult:
+    """Train ``model`` by flow matching with Adam for ``steps`` steps; returns a ``TrainResult``.
+
+    ``sample_batch(n, generator)`` draws ``n`` training points: a tensor ``x1``, a pair ``(x1, y)``
+    or a ``Batch`` (with paired noise ``x0`` for reflow). Each step draws a batch, applies label
+    dropout with probability ``label_dropout_p`` (needs ``model.null_label``), takes one Adam step on
+    ``flow_matching_loss`` and updates the EMA (see ``fit``). Data, noise and times all come from
+    ``generator`` (an int seed or a CPU ``torch.Generator``): fix it and the model's initial
+    weights, and the run is reproducible. ``progress=False`` hides the tqdm bar.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if label_dropout_p and getattr(model, "null_label", None) is None:
+        raise ValueError("label_dropout_p > 0 needs a class-conditional model with a `null_label`")
+    device = _model_device(model)
+
+    def step_loss(generator: torch.Generator) -> torch.Tensor:
+        batch = as_batch(sample_batch(batch_size, generator), device)
+        y = batch.y
+        if y is not None and label_dropout_p:
+            y = label_dropout(y, label_dropout_p, model.null_label, generator)
+        return flow_matching_loss(model, batch.x1, x0=batch.x0, y=y, generator=generator)
+
+    result = fit(model, step_loss, steps, lr=lr, ema_decay=ema_decay, generator=generator,
+                 progress=progress, lr_schedule=lr_schedule, desc="flow matching")
+    result.settings.update(batch_size=batch_size, label_dropout_p=label_dropout_p)
+    return result
 
 
 def train_toy(data: str = "moons", steps: int = 3000, seed: int = 0, batch_size: int = 1024,
