@@ -117,4 +117,7 @@ def recipe_metrics(recipe: str, model) -> dict:
         return {"test_accuracy_on_x_t": noisy_accuracy(model)}
     if recipe == "mnist-condition":
         return completion_quality(model)
+    if recipe == "mnist-reflow":
+        from flowlab.mnist_reflow import reflow_metrics
+        return reflow_metrics(model)
     raise ValueError(f"no metrics defined for recipe {recipe!r}")

@@ -11,9 +11,11 @@ metrics measured at save time (``flowlab.mnist_eval``).
 | mnist-noisy-classifier | ``NoisyClassifier`` | cross-entropy on ``x_t = (1-t) x0 + t x1``, t ~ U[0, 1] |
 | mnist-clean-classifier | ``CleanClassifier`` | cross-entropy on clean digits only |
 | mnist-condition | ``ImageConditionedUNet`` | flow matching given the top half or a 4x low-resolution copy |
+| mnist-reflow | ``UNet`` (from ``mnist_cfg``) | reflow: straight lines between the teacher's (noise, digit) pairs |
 
-All recipes train on the ``train`` split of ``flowlab.data.mnist`` and keep the ``test`` split
-for the metrics. Every random draw comes from one seeded generator.
+All recipes train on the ``train`` split of ``flowlab.data.mnist`` (reflow: on pairs drawn from
+the ``mnist_cfg`` teacher) and keep the ``test`` split for the metrics. Every random draw comes
+from one seeded generator.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from flowlab import models
+from flowlab import models, pretrained
 from flowlab.checks import require_choice
 from flowlab.data import mnist
+from flowlab.mnist_reflow import TEACHER, reflow_objective, teacher_pairs
 from flowlab.models.conditioned import condition_mask, low_resolution_condition, top_half_condition
 from flowlab.train import TrainResult, fit, flow_matching_loss, label_dropout
 
@@ -42,6 +45,7 @@ class Recipe:
     lr: float = 2e-3
     ema_decay: float = 0.999
     extra: dict = field(default_factory=dict)
+    data: Callable[[torch.Generator], object] = lambda generator: mnist.load("train")
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -109,6 +113,8 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("mnist-condition", "mnist_condition", lambda: models.ImageConditionedUNet(), condition_objective(0.1),
            steps=3000, extra={"conditions": "top half (even rows), 4x low resolution (odd rows)",
                               "condition_dropout_p": 0.1}),
+    Recipe("mnist-reflow", "mnist_reflow", lambda: pretrained.load("mnist_cfg"), reflow_objective, steps=2000,
+           lr=5e-4, data=teacher_pairs, extra={"teacher": TEACHER}),
 )}
 
 
@@ -116,7 +122,7 @@ def train_recipe(name: str, steps: int | None = None, seed: int = 0, device: str
                  progress: bool = True) -> TrainResult:
     """Train the checkpoint of recipe ``name``; ``result.settings`` holds what its JSON records."""
     recipe = RECIPES[require_choice("recipe", name, RECIPES)]
-    data = mnist.load("train")
+    data = recipe.data(torch.Generator().manual_seed(seed + 1))
     steps = recipe.steps if steps is None else steps
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -125,7 +131,7 @@ def train_recipe(name: str, steps: int | None = None, seed: int = 0, device: str
                  lr=recipe.lr, ema_decay=recipe.ema_decay, generator=torch.Generator().manual_seed(seed),
                  progress=progress, lr_schedule="cosine", desc=name)
     result.settings.update(recipe=name, seed=seed, batch_size=recipe.batch_size, device=str(device),
-                           data_source=data.source, train_digits=len(data), **recipe.extra)
+                           data_source=data.source, train_examples=len(data), **recipe.extra)
     return result
 
 
