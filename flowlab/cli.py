@@ -281,6 +281,19 @@ def run_bench_samplers(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("bench", "mnist", help="MNIST tables: CFG sweep, solvers at 20 NFE, classifier guidance, inversion, speed",
+         arguments=[
+    argument("--quick", action="store_true", help="tiny sample sizes (seconds; for tests)"),
+    argument("--seed", type=int, default=0, help="seed of the starting noise (default: %(default)s)"),
+    argument("--device", type=torch_device, default="cpu", help="torch device (default: %(default)s)"),
+])
+def run_bench_mnist(args: argparse.Namespace) -> int:
+    from flowlab.bench_mnist import main_mnist
+
+    main_mnist(quick=args.quick, seed=args.seed, device=args.device)
+    return 0
+
+
 # ---- the parser and main -------------------------------------------------------------------------
 
 def _version() -> str:
