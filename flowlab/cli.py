@@ -294,6 +294,50 @@ def run_bench_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- grading (instructor commands; flowlab.grading.commands does the work) -----------------------
+
+def _grading_commands():
+    try:
+        from flowlab.grading import commands
+    except ImportError as error:          # the student release leaves the grader out
+        raise UsageError(f"{PROGRAM}: this is an instructor command, not part of the student release ({error})")
+    return commands
+
+
+@command("references", help="regenerate the hidden and public references of the notebooks' tests", arguments=[
+    argument("--assignment", metavar="NN", help="only this assignment (a name or a number; default: all)"),
+])
+def run_references(args: argparse.Namespace) -> int:
+    return _grading_commands().run_references(args)
+
+
+@command("release", help="build the student bundle, or update the student notebooks in notebooks/", arguments=[
+    argument("--out", metavar="DIR", help="write the student bundle to this new folder"),
+    argument("--through", metavar="NN", help="release notebooks up to NN; functions graded in NN and later "
+                                             "are stubbed (default: the last notebook)"),
+    argument("--notebooks", action="store_true", help="regenerate notebooks/ from autograder/source"),
+])
+def run_release(args: argparse.Namespace) -> int:
+    return _grading_commands().run_release(args)
+
+
+@command("grade", help="grade a folder of submissions: grades.csv, feedback, nbgrader gradebook", arguments=[
+    argument("submissions", metavar="SUBMISSIONS", help="nbgrader's submitted/ layout, or one zip per student"),
+    argument("--out", required=True, metavar="RESULTS", help="results folder"),
+    argument("--jobs", type=positive_int, default=2, help="submissions graded at once (default: %(default)s)"),
+    argument("--assignment", metavar="NN_name", help="grade only this assignment (every student gets a row)"),
+    argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default: %(default)s)"),
+    argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook (default: %(default)s)"),
+    argument("--memory-gib", type=float, default=6.0, help="address space per process (default: %(default)s)"),
+    argument("--isolation", choices=("namespaces", "user", "limits"), help="force a sandbox level (default: the "
+             "strongest that works here)"),
+    argument("--hide", action="append", metavar="PATH", help="another folder the notebooks must not see"),
+    argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
+])
+def run_grade(args: argparse.Namespace) -> int:
+    return _grading_commands().run_grade(args)
+
+
 # ---- the parser and main -------------------------------------------------------------------------
 
 def _version() -> str:

@@ -1,0 +1,191 @@
+"""Test cases of notebook 01 (flow matching in 2D): ``interpolate`` and ``flow_matching_loss``.
+
+Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
+arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
+"""
+import torch
+
+from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Wrong
+from flowlab.grading.checks import AllClose, SeededMean
+from flowlab.grading.codec import GeneratorSeed
+from flowlab.grading.fixtures import AffineVelocity
+
+ASSIGNMENT = "01_flow_matching"
+INTERPOLATE_CELL = "hidden_tests_interpolate"
+LOSS_CELL = "hidden_tests_flow_matching_loss"
+
+
+# ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
+
+def _times(t, x):
+    t = torch.as_tensor(t, dtype=x.dtype)
+    return t.reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 1 else t
+
+
+def interpolate_swapped(x0, x1, t):
+    t = _times(t, x0)
+    return t * x0 + (1 - t) * x1
+
+
+def interpolate_no_decay(x0, x1, t):
+    return x0 + _times(t, x0) * x1
+
+
+def _loss(model, x1, x0, t, y, path=None, target=None, reduce=None):
+    x_t = (path or (lambda: (1 - _times(t, x0)) * x0 + _times(t, x0) * x1))()
+    prediction = model(x_t, t) if y is None else model(x_t, t, y=y)
+    squared = (prediction - (target if target is not None else x1 - x0)) ** 2
+    return reduce(squared) if reduce else squared.flatten(1).sum(1).mean()
+
+
+def _draws(x1, x0, t, generator):
+    x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype) if x0 is None else x0
+    t = torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype) if t is None else t
+    return x0, t
+
+
+def loss_target_reversed(model, x1, x0=None, t=None, y=None, generator=None):
+    x0, t = _draws(x1, x0, t, generator)
+    return _loss(model, x1, x0, t, y, target=x0 - x1)
+
+
+def loss_target_data(model, x1, x0=None, t=None, y=None, generator=None):
+    x0, t = _draws(x1, x0, t, generator)
+    return _loss(model, x1, x0, t, y, target=x1)
+
+
+def loss_summed_over_batch(model, x1, x0=None, t=None, y=None, generator=None):
+    x0, t = _draws(x1, x0, t, generator)
+    return _loss(model, x1, x0, t, y, reduce=lambda squared: squared.sum())
+
+
+def loss_mean_over_coordinates(model, x1, x0=None, t=None, y=None, generator=None):
+    x0, t = _draws(x1, x0, t, generator)
+    return _loss(model, x1, x0, t, y, reduce=lambda squared: squared.mean())
+
+
+def loss_swapped_path(model, x1, x0=None, t=None, y=None, generator=None):
+    x0, t = _draws(x1, x0, t, generator)
+    return _loss(model, x1, x0, t, y, path=lambda: interpolate_swapped(x0, x1, t))
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+def _affine(shape, generator, labels=0):
+    draw = lambda *size: torch.randn(*size, generator=generator)
+    return AffineVelocity(0.5 * draw(*shape), draw(*shape), draw(labels, *shape) if labels else None)
+
+
+def points(batch, dim=2, dtype=torch.float32, with_ends=True):
+    def build(generator):
+        t = torch.rand(batch, generator=generator)
+        if with_ends:
+            t[:2] = torch.tensor([0.0, 1.0])
+        return {"x0": torch.randn(batch, dim, generator=generator).to(dtype),
+                "x1": (2 * torch.randn(batch, dim, generator=generator) + 1).to(dtype), "t": t.to(dtype)}
+    return build
+
+
+def scalar_time(batch, t):
+    def build(generator):
+        return {"x0": torch.randn(batch, 2, generator=generator), "x1": torch.randn(batch, 2, generator=generator) + 2,
+                "t": t}
+    return build
+
+
+def images(batch, shape=(1, 4, 4)):
+    def build(generator):
+        return {"x0": torch.randn(batch, *shape, generator=generator),
+                "x1": torch.rand(batch, *shape, generator=generator) * 2 - 1, "t": torch.rand(batch, generator=generator)}
+    return build
+
+
+def loss_inputs(batch, shape=(2,), labels=0):
+    def build(generator):
+        model = _affine(shape, generator, labels)
+        inputs = {"model": model, "x1": 2 * torch.randn(batch, *shape, generator=generator),
+                  "x0": torch.randn(batch, *shape, generator=generator), "t": torch.rand(batch, generator=generator)}
+        if labels:
+            inputs["y"] = torch.randint(0, labels, (batch,), generator=generator)
+        return inputs
+    return build
+
+
+def random_draws(batch, seed):
+    def build(generator):
+        zero = torch.zeros(2)
+        return {"model": AffineVelocity(zero, zero), "x1": torch.randn(batch, 2, generator=generator) + 1,
+                "generator": GeneratorSeed(seed)}
+    return build
+
+
+def zero_model_statistics(inputs):
+    """With v = 0 the loss is mean_b |x1_b - x0_b|^2, x0 ~ N(0, I): per sample, mean |x1_b|^2 + D
+    and variance 2 D + 4 |x1_b|^2 (a noncentral chi-square); the batch mean's sd follows."""
+    x1 = inputs["x1"].flatten(1)
+    batch, dim = x1.shape
+    norms = x1.pow(2).sum(1)
+    return {"mean": (norms + dim).mean(), "sd": ((2 * dim + 4 * norms).sum() / batch**2).sqrt()}
+
+
+# ---- the cases ---------------------------------------------------------------------------------
+
+INTERPOLATE = GradedFunction("interpolate", library="flowlab.paths:interpolate", positional=3, wrong={
+    "swapped_time": Wrong(interpolate_swapped, "your path puts the data at t = 0 and the noise at t = 1; in this "
+                                               "course t = 0 is noise: x_t = (1 - t) x0 + t x1"),
+    "no_decay": Wrong(interpolate_no_decay, "at t = 1 the path must be exactly the data x1: the noise's weight "
+                                            "(1 - t) must go to zero"),
+})
+LOSS = GradedFunction("flow_matching_loss", library="flowlab.train:flow_matching_loss", positional=2, wrong={
+    "target_reversed": Wrong(loss_target_reversed, "the regression target points from data to noise; it is the "
+                                                   "velocity x1 - x0 (noise at t = 0 to data at t = 1)"),
+    "target_data": Wrong(loss_target_data, "the target is the velocity x1 - x0, not the data x1"),
+    "summed_over_batch": Wrong(loss_summed_over_batch, "the loss is summed over the batch; take the mean over "
+                                                       "the batch (sum only over each sample's coordinates)"),
+    "mean_over_coordinates": Wrong(loss_mean_over_coordinates, "the loss averages over every coordinate; sum the "
+                                   "squared error over a sample's coordinates, then average over the batch"),
+    "swapped_path": Wrong(loss_swapped_path, "your x_t puts the data at t = 0: the model must see "
+                                             "x_t = (1 - t) x0 + t x1"),
+})
+
+LOOSE = AllClose(rtol=1e-4, atol=1e-6)
+HIDDEN = [
+    Case("interpolate/per_sample_t", "interpolate", points(64), seed=101, cell=INTERPOLATE_CELL,
+         about="t given per sample, shape (B,), including t = 0 and t = 1"),
+    Case("interpolate/float_t", "interpolate", scalar_time(32, 0.3), seed=102, cell=INTERPOLATE_CELL,
+         about="t given as one Python float for the whole batch"),
+    Case("interpolate/images", "interpolate", images(16), seed=103, cell=INTERPOLATE_CELL,
+         about="images of shape (B, 1, 4, 4): t must broadcast over all non-batch dimensions"),
+    Case("interpolate/float64", "interpolate", points(32, 3, torch.float64, False), seed=104, cell=INTERPOLATE_CELL,
+         about="float64 inputs in 3D: the result keeps the inputs' dtype", check=AllClose(rtol=1e-12, atol=1e-12)),
+    Case("flow_matching_loss/explicit", "flow_matching_loss", loss_inputs(128), seed=201, cell=LOSS_CELL,
+         about="x0 and t given: the loss of an affine model on 2D points", check=LOOSE),
+    Case("flow_matching_loss/gradient", "flow_matching_loss", loss_inputs(64), seed=202, cell=LOSS_CELL,
+         about="the loss can be backpropagated to the model's parameters", check=LOOSE, measure="grad"),
+    Case("flow_matching_loss/images", "flow_matching_loss", loss_inputs(16, (1, 4, 4)), seed=203, cell=LOSS_CELL,
+         about="images of shape (B, 1, 4, 4): sum over a sample's coordinates, mean over the batch", check=LOOSE),
+    Case("flow_matching_loss/labels", "flow_matching_loss", loss_inputs(64, labels=4), seed=204, cell=LOSS_CELL,
+         about="labels y are passed to the model as model(x_t, t, y=y)", check=LOOSE),
+    Case("flow_matching_loss/random_draws", "flow_matching_loss", random_draws(4096, 7), seed=205, cell=LOSS_CELL,
+         about="x0 ~ N(0, I) and t ~ U[0, 1] drawn from the generator when not given", measure="seeded_pair",
+         check=SeededMean(n_sigma=6.0), expected=zero_model_statistics,
+         blind_to=("target_reversed", "swapped_path", "target_data", "mean_over_coordinates")),
+]
+PUBLIC = [
+    Case("interpolate/public_ends", "interpolate", points(3), seed=11, public=True,
+         about="interpolate at t = 0, t = 1 and a time in between"),
+    Case("interpolate/public_float_t", "interpolate", scalar_time(4, 0.25), seed=12, public=True,
+         about="interpolate with t = 0.25 given as a float"),
+    Case("interpolate/public_images", "interpolate", images(2, (1, 3, 3)), seed=13, public=True,
+         about="interpolate images of shape (2, 1, 3, 3)"),
+    Case("flow_matching_loss/public_explicit", "flow_matching_loss", loss_inputs(8), seed=21, public=True,
+         about="the loss with x0 and t given", check=LOOSE),
+    Case("flow_matching_loss/public_images", "flow_matching_loss", loss_inputs(4, (1, 2, 2)), seed=22, public=True,
+         about="the loss on images of shape (4, 1, 2, 2)", check=LOOSE),
+    Case("flow_matching_loss/public_random_draws", "flow_matching_loss", random_draws(2048, 3), seed=23, public=True,
+         about="the loss with x0 and t drawn from the generator", measure="seeded_pair",
+         check=SeededMean(n_sigma=6.0), expected=zero_model_statistics,
+         blind_to=("target_reversed", "swapped_path", "target_data", "mean_over_coordinates")),
+]
+
+CASES = AssignmentCases(ASSIGNMENT, (INTERPOLATE, LOSS), tuple(HIDDEN + PUBLIC))

@@ -1,0 +1,127 @@
+"""How an assignment declares what is graded: functions, test cases, wrong answers to recognise.
+
+Each assignment has a file ``autograder/cases/NN_name.py`` (instructor only, never released) that
+defines ``CASES = AssignmentCases(...)``::
+
+    GradedFunction("interpolate", library="flowlab.paths:interpolate", positional=3,
+                   wrong={"swapped_time": Wrong(swapped, "you put data at t = 0; t = 0 is noise")})
+    Case("interpolate/per_sample_t", "interpolate", inputs=per_sample_t, seed=101,
+         cell="hidden_interpolate", check=AllClose(rtol=1e-5, atol=1e-6))
+
+- ``library`` is the reference implementation (``module:function``): run in float64 by
+  ``flowlab references``, and stubbed in the student release (``flowlab release``).
+- ``inputs(generator) -> {argument: value}`` builds a case's inputs from a seeded CPU generator
+  (tensors, fixtures, ``GeneratorSeed``); ``flowlab references`` stores them as arrays, so that
+  grading never depends on a random stream again.
+- ``cell`` is the nbgrader grade cell (``grade_id``) whose points the case shares (by ``weight``).
+- ``public=True`` cases ship in ``data/public/`` and run in the student's public tests; the others
+  are hidden. A public case is never graded.
+- ``Wrong`` answers are plausible mistakes with the message a student should read. They calibrate
+  the tolerances (each must miss every case of its function by >= 100x the tolerance, unless the
+  case lists it in ``blind_to``) and diagnose failures in feedback and public tests.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from flowlab.grading.checks import AllClose, Check
+from flowlab.grading.course import Assignment
+from flowlab.grading.measures import MEASURES
+
+CALIBRATION_FACTOR = 100.0
+
+
+@dataclass(frozen=True)
+class Wrong:
+    """A plausible wrong implementation (same signature as the graded function) and what to tell."""
+    function: Callable
+    message: str
+
+
+@dataclass(frozen=True)
+class GradedFunction:
+    name: str
+    library: str
+    positional: int
+    wrong: dict[str, Wrong] = field(default_factory=dict)
+
+    def reference(self) -> Callable:
+        """The library implementation, imported from ``module:function``."""
+        module, _, attribute = self.library.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    function: str
+    inputs: Callable[[torch.Generator], dict[str, Any]]
+    seed: int
+    cell: str = ""
+    about: str = ""
+    check: Check = AllClose(rtol=1e-5, atol=1e-6)
+    measure: str = "value"
+    weight: float = 1.0
+    public: bool = False
+    expected: Callable[[dict[str, Any]], dict[str, torch.Tensor]] | None = None
+    blind_to: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.key.startswith(self.function + "/"):
+            raise ValueError(f"case key {self.key!r} must start with its function name {self.function!r}/")
+        if self.measure not in MEASURES:
+            raise ValueError(f"case {self.key}: unknown measure {self.measure!r}; expected one of {sorted(MEASURES)}")
+        if not self.public and not self.cell:
+            raise ValueError(f"hidden case {self.key} must name the grade cell that scores it (cell=...)")
+
+    def build_inputs(self) -> dict[str, Any]:
+        """The case's inputs, drawn from ``torch.Generator().manual_seed(seed)``."""
+        return self.inputs(torch.Generator().manual_seed(self.seed))
+
+
+@dataclass(frozen=True)
+class AssignmentCases:
+    assignment: str
+    functions: tuple[GradedFunction, ...]
+    cases: tuple[Case, ...]
+
+    def __post_init__(self):
+        names = {function.name for function in self.functions}
+        keys = [case.key for case in self.cases]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{self.assignment}: case keys must be unique")
+        for case in self.cases:
+            if case.function not in names:
+                raise ValueError(f"case {case.key} tests {case.function!r}, which is not a graded function {sorted(names)}")
+
+    def function(self, name: str) -> GradedFunction:
+        return next(function for function in self.functions if function.name == name)
+
+    def hidden(self) -> list[Case]:
+        return [case for case in self.cases if not case.public]
+
+    def public(self) -> list[Case]:
+        return [case for case in self.cases if case.public]
+
+    def cells(self) -> list[str]:
+        """The grade cells that hidden cases score, in order of first appearance."""
+        return list(dict.fromkeys(case.cell for case in self.hidden()))
+
+
+def load_cases(assignment: Assignment) -> AssignmentCases:
+    """Import ``autograder/cases/NN_name.py`` and return its ``CASES``."""
+    path = assignment.cases_file
+    if not path.is_file():
+        raise FileNotFoundError(f"no test cases for {assignment.name}: {path} is missing")
+    spec = importlib.util.spec_from_file_location(f"flowlab_cases_{assignment.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cases = getattr(module, "CASES", None)
+    if not isinstance(cases, AssignmentCases) or cases.assignment != assignment.name:
+        raise ValueError(f"{path} must define CASES = AssignmentCases({assignment.name!r}, ...)")
+    return cases

@@ -1,0 +1,156 @@
+"""Compare recorded outputs with expected ones: a pass or fail, how far off, and a message.
+
+A check sees the outputs of one test call (``{name: Output(info, values)}``), the expected values
+(float64 arrays) and ``expect``, what the library returns for the same inputs (type, dtype, shape,
+device). It returns a ``Verdict``: ``ratio`` is the error in units of the tolerance (pass: <= 1),
+so that calibration can demand "plausible wrong answers miss by at least 100x".
+
+Messages say what is wrong and never print expected values: they go to students.
+
+    AllClose(rtol, atol)   every output: the right type, shape, dtype and device, finite, and
+                           |got - expected| <= atol + rtol |expected| elementwise
+    SeededMean(n_sigma)    outputs "first", "second" of two equally seeded calls: equal to each other
+                           (the function draws from the generator it is given) and within n_sigma
+                           standard errors of the expected mean (references "mean" and "sd")
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from flowlab.grading.record import Output, is_finite
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    ratio: float
+    message: str = ""
+
+
+class Check(Protocol):
+    def to_json(self) -> dict: ...
+
+    def evaluate(self, outputs: Mapping[str, Output], expected: Mapping[str, np.ndarray],
+                 expect: Mapping[str, dict]) -> Verdict: ...
+
+
+LABELS = {"value": "the result", "first": "the result", "second": "the second call's result"}
+
+
+def label(name: str) -> str:
+    """How a message names an output: ``"grad.scale"`` -> ``"the gradient w.r.t. the model's scale"``."""
+    if name.startswith("grad."):
+        return f"the gradient of the result w.r.t. the model's {name[5:]}"
+    return LABELS.get(name, name)
+
+
+def shape_text(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def structure_problem(name: str, output: Output | None, expect: Mapping) -> str | None:
+    """What is wrong with an output's type, shape, dtype, device or finiteness, or None."""
+    what = label(name)
+    if output is None:
+        return f"{what} is missing"
+    info = output.info
+    if expect.get("type") == "tensor" and info.get("type") != "tensor":
+        return f"{what} is a {info.get('type', 'unknown object')}; expected a torch.Tensor"
+    if "shape" in expect and info.get("shape") != expect["shape"]:
+        got = shape_text(info["shape"]) if "shape" in info else "unknown"
+        return f"{what} has shape {got}; expected {shape_text(expect['shape'])}"
+    if "dtype" in expect and info.get("dtype") != expect["dtype"]:
+        return f"{what} has dtype {info.get('dtype')}; expected {expect['dtype']}, the dtype of the inputs"
+    if "device" in expect and info.get("device") != expect["device"]:
+        return f"{what} is on the device {info.get('device')!r}; expected {expect['device']!r}, where the inputs are"
+    if output.values is None:
+        return f"{what} has no numeric values"
+    if not is_finite(output.values):
+        return f"{what} contains NaN or infinity"
+    return None
+
+
+@dataclass(frozen=True)
+class AllClose:
+    rtol: float
+    atol: float
+
+    def to_json(self) -> dict:
+        return {"check": "allclose", **asdict(self)}
+
+    def error_ratio(self, got: np.ndarray, expected: np.ndarray) -> float:
+        """max |got - expected| / (atol + rtol |expected|)."""
+        bound = self.atol + self.rtol * np.abs(expected)
+        return float(np.max(np.abs(got - expected) / bound)) if expected.size else 0.0
+
+    def evaluate(self, outputs, expected, expect) -> Verdict:
+        worst = 0.0
+        for name in sorted(expected):
+            problem = structure_problem(name, outputs.get(name), expect.get(name, {}))
+            if problem:
+                return Verdict(False, math.inf, problem)
+            got = outputs[name].values.reshape(expected[name].shape)
+            ratio = self.error_ratio(got, expected[name])
+            if ratio > 1:
+                error = float(np.max(np.abs(got - expected[name])))
+                return Verdict(False, ratio, f"{label(name)} is off by up to {error:.3g} "
+                                             f"(allowed: {self.atol:g} + {self.rtol:g} |expected|)")
+            worst = max(worst, ratio)
+        return Verdict(True, worst)
+
+
+@dataclass(frozen=True)
+class SeededMean:
+    n_sigma: float = 6.0
+    reproducible_rtol: float = 1e-6
+
+    def to_json(self) -> dict:
+        return {"check": "seeded_mean", **asdict(self)}
+
+    def evaluate(self, outputs, expected, expect) -> Verdict:
+        for name in ("first", "second"):
+            problem = structure_problem(name, outputs.get(name), expect.get(name, {}))
+            if problem:
+                return Verdict(False, math.inf, problem)
+        first = float(outputs["first"].values.reshape(-1)[0])
+        second = float(outputs["second"].values.reshape(-1)[0])
+        if abs(first - second) > self.reproducible_rtol * abs(first) + 1e-12:
+            return Verdict(False, math.inf, "two calls with equally seeded generators gave different results: "
+                                            "draw every random number from the generator argument")
+        mean, sd = float(expected["mean"]), float(expected["sd"])
+        sigmas = abs(first - mean) / sd
+        if sigmas > self.n_sigma:
+            return Verdict(False, sigmas / self.n_sigma,
+                           f"with random noise and times, the result is {sigmas:.3g} standard errors away from "
+                           f"its expected value (allowed: {self.n_sigma:g})")
+        return Verdict(True, sigmas / self.n_sigma)
+
+
+CHECKS = {"allclose": AllClose, "seeded_mean": SeededMean}
+
+
+def from_json(spec: Mapping) -> Check:
+    """The check that ``check.to_json()`` described."""
+    spec = dict(spec)
+    kind = spec.pop("check")
+    if kind not in CHECKS:
+        raise ValueError(f"unknown check {kind!r}; expected one of {sorted(CHECKS)}")
+    return CHECKS[kind](**spec)
+
+
+def diagnose(check: Check, outputs: Mapping[str, Output], wrong_answers: Mapping[str, tuple[str, dict]],
+             expect: Mapping[str, dict]) -> str | None:
+    """The message of the first known wrong answer that the outputs match, or None.
+
+    ``wrong_answers``: ``{variant: (message, {output name: values})}``, the outputs of plausible
+    mistakes on the same inputs.
+    """
+    for variant in sorted(wrong_answers):
+        message, values = wrong_answers[variant]
+        if values and check.evaluate(outputs, values, expect).passed:
+            return message
+    return None

@@ -1,0 +1,212 @@
+"""``flowlab grade``: grade a folder of submissions in two phases, in parallel.
+
+    flowlab grade SUBMISSIONS --out RESULTS [--jobs N] [--assignment NN_name]
+
+For every submission (``flowlab.grading.submissions``):
+
+1. phase 1, untrusted: a throwaway working copy holds the notebook with the instructor's cells
+   restored (``restore``) and the hidden inputs as plain arrays; the notebook runs in a sandbox
+   (``sandbox``) against the student release of flowlab for that assignment, and its hidden
+   test cells record the student's outputs there;
+2. phase 2, on the host: the records are compared with the hidden references (``scoring``).
+
+Results: ``RESULTS/grades.csv`` (student, assignment, score, max_score, status, reason; one row
+per submission, sorted), ``RESULTS/feedback/<student>/<assignment>/<assignment>.html`` and the
+nbgrader gradebook ``RESULTS/gradebook.db``. Status: ``graded``; ``timeout`` (the notebook hit
+its time limit: what was recorded before counts); ``crashed`` (the kernel or the run died: the
+same); ``invalid`` (nothing to run: no notebook, not a notebook, unknown assignment); ``error``
+(the grader itself failed on this submission). No submission can stop the batch.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from flowlab.grading import feedback, sandbox
+from flowlab.grading.codec import save_bundle
+from flowlab.grading.course import Assignment, assignments
+from flowlab.grading.gradebook import GradedSubmission, write_scores
+from flowlab.grading.reference_set import ReferenceSet
+from flowlab.grading.release import build_library, copy_data, make_readable
+from flowlab.grading.restore import grade_id, read_submission, restore
+from flowlab.grading.scoring import CellScore, score_cells
+from flowlab.grading.submissions import Submission, discover
+
+COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
+MAX_STATUS_BYTES = 64 * 1024
+
+
+@dataclass
+class Course:
+    """What grading needs to know of one assignment: references, source notebook, points, bundle."""
+    assignment: Assignment
+    references: ReferenceSet
+    source: nbformat.NotebookNode
+    points: dict[str, float]
+    bundle: Path | None = None
+
+    @classmethod
+    def load(cls, assignment: Assignment) -> "Course":
+        source = nbformat.read(assignment.source_notebook, as_version=4)
+        points = {grade_id(cell): float(cell.metadata["nbgrader"].get("points", 0)) for cell in source.cells
+                  if cell.metadata.get("nbgrader", {}).get("grade") and grade_id(cell)}
+        return cls(assignment, ReferenceSet.load(assignment.references_file), source, points)
+
+
+@dataclass
+class Result:
+    student: str
+    assignment: str
+    status: str
+    reason: str = ""
+    cells: list[CellScore] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return round(sum(cell.score for cell in self.cells), 3)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(cell.points for cell in self.cells), 3)
+
+    def row(self) -> dict[str, str]:
+        return {"student": self.student, "assignment": self.assignment, "score": f"{self.score:g}",
+                "max_score": f"{self.max_score:g}", "status": self.status, "reason": self.reason}
+
+
+def _read_status(box: Path) -> dict:
+    """The executor's ``status.json`` (untrusted: no symlinks, size-limited, shape-checked)."""
+    try:
+        descriptor = os.open(box / "status.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            document = json.loads(handle.read(MAX_STATUS_BYTES).decode("utf-8"))
+        return document if isinstance(document, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _outcome(outcome: sandbox.Outcome, status: dict, limits: sandbox.Limits) -> tuple[str, str]:
+    """``(status, reason)`` of a run, from what the host saw and (for the wording only) the executor."""
+    if outcome.timed_out or status.get("status") == "deadline":
+        return "timeout", f"the notebook ran past its time limit of {limits.notebook_timeout:g} s"
+    if status.get("status") == "kernel_died":
+        return "crashed", "the notebook's kernel died (the process exited or was killed); later cells did not run"
+    if status.get("status") == "startup_failed" or outcome.returncode != 0 or "status" not in status:
+        return "crashed", f"the notebook could not be run to the end (exit code {outcome.returncode})"
+    return "graded", ""
+
+
+def _summary(cells: list[CellScore]) -> str:
+    failed = [case.key for cell in cells for case in cell.cases if not case.passed]
+    total = sum(len(cell.cases) for cell in cells)
+    return f"{len(failed)} of {total} hidden tests failed: {', '.join(failed)}" if failed else ""
+
+
+def grade_one(index: int, submission: Submission, course: Course, work: Path, level: str,
+              limits: sandbox.Limits, hide: list[str], keep_work: bool = False) -> Result:
+    """Grade one submission (both phases); never raises."""
+    result = Result(submission.student, submission.assignment, "invalid", submission.problem)
+    if course is None:
+        return result
+    zero = score_cells(course.references, course.points, None)
+    result.cells = zero
+    if submission.notebook is None:
+        return result
+    job = work / "jobs" / f"{index:05d}"
+    try:
+        notebook = restore(read_submission(submission.notebook), course.source)
+        box = job / "box"
+        for folder in ("home", "tmp", "records", "inputs"):
+            (box / folder).mkdir(parents=True)
+        nbformat.write(notebook, box / course.assignment.notebook_name)
+        save_bundle(box / "inputs" / course.assignment.name, *course.references.inputs_only())
+        run = sandbox.Job(box, course.bundle, sandbox.uid_for(index), hide)
+        sandbox.prepare_box_permissions(run)
+        argv = ["-m", "flowlab.grading.execute", course.assignment.notebook_name, "--status", "status.json",
+                "--cell-timeout", str(limits.cell_timeout), "--notebook-timeout", str(limits.notebook_timeout)]
+        argv += ["--keep-outputs", "executed.ipynb"] if keep_work else []
+        outcome = sandbox.run(run, level, argv, limits, job / "log.txt",
+                              timeout=limits.notebook_timeout + sandbox.GRACE_SECONDS)
+        result.status, result.reason = _outcome(outcome, _read_status(box), limits)
+        result.cells = score_cells(course.references, course.points, box / "records")
+        result.reason = result.reason or _summary(result.cells)
+        result.seconds = outcome.seconds
+    except ValueError as error:             # not a notebook
+        result.status, result.reason = "invalid", str(error)
+    except Exception as error:              # the grader's own failure: report it, keep going
+        result.status, result.reason = "error", f"grading failed: {type(error).__name__}: {error}"[:300]
+        traceback.print_exc()
+    finally:
+        if not keep_work:
+            shutil.rmtree(job, ignore_errors=True)
+    return result
+
+
+def write_csv(path: Path, results: list[Result]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for result in sorted(results, key=lambda r: (r.student, r.assignment)):
+        writer.writerow(result.row())
+    path.write_text(buffer.getvalue())
+
+
+def prepare_courses(work: Path, only: str | None) -> dict[str, Course]:
+    """Load every assignment (or ``only``) and build its sandbox bundle: the release library
+    stubbed from that assignment on, and its data."""
+    courses = {}
+    for assignment in assignments():
+        if only and assignment.name != only:
+            continue
+        course = Course.load(assignment)
+        course.bundle = work / "bundles" / assignment.name
+        build_library(course.bundle, stub_from=assignment.number)
+        copy_data(course.bundle, [a for a in assignments() if a.number <= assignment.number])
+        make_readable(course.bundle)
+        courses[assignment.name] = course
+    return courses
+
+
+def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
+          only: str | None = None, keep_work: bool = False, level: str | None = None,
+          hide: list[str] | None = None) -> list[Result]:
+    """Grade every submission in ``submissions`` into ``out`` (see the module docstring)."""
+    limits = limits or sandbox.Limits()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="flowlab-grade-"))
+    os.chmod(work, 0o711)
+    try:
+        courses = prepare_courses(work, only)
+        found = discover(Path(submissions), list(courses), only)
+        level = level or sandbox.probe_isolation(work, limits).level
+        hidden = sorted(set(sandbox.default_hide() + [str(Path(submissions).resolve()), str(out)] + (hide or [])))
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = list(pool.map(lambda item: grade_one(item[0], item[1], courses.get(item[1].assignment), work,
+                                                           level, limits, hidden, keep_work), enumerate(found)))
+        write_csv(out / "grades.csv", results)
+        for result in results:
+            feedback.write(out / "feedback", result.student, result.assignment, result.status, result.reason,
+                           result.cells)
+        layouts = {name: (course.assignment.notebook_name.removesuffix(".ipynb"), course.points)
+                   for name, course in courses.items()}
+        write_scores(out / "gradebook.db", layouts, [
+            GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
+                             {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
+        (out / "grading.json").write_text(json.dumps({"isolation": level, "jobs": jobs,
+                                                      "limits": limits.__dict__}, indent=1) + "\n")
+        return results
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)

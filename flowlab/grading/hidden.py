@@ -1,0 +1,51 @@
+"""What a hidden test cell runs in the student's kernel: call, record, judge nothing.
+
+A hidden test cell in a source notebook is one line between nbgrader's hidden-test markers::
+
+    flowlab.grading.hidden.run("01_flow_matching", "interpolate", globals())
+
+It reads the inputs of every hidden case of ``interpolate`` (plain arrays that the grader put in
+``$FLOWLAB_INPUTS_DIR``), calls the student's ``interpolate`` on each (fixed inputs, explicit noise
+and times, never the global random stream), and records the outputs in ``$FLOWLAB_RECORD_DIR``.
+The expected outputs never enter this process: the grader compares afterwards, on the host.
+Outside grading it does nothing.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Mapping
+
+import torch
+
+from flowlab.grading import runtime
+from flowlab.grading.codec import decode_inputs, load_bundle
+from flowlab.grading.measures import MEASURES
+from flowlab.grading.record import record_call, write_record
+
+
+def _measure(function, make_inputs, case: dict) -> dict[str, Any]:
+    with torch.enable_grad():       # a student's global torch.set_grad_enabled(False) must not break the test
+        return MEASURES[case["measure"]](function, make_inputs, case["positional"])
+
+
+def run(assignment: str, function_name: str, namespace: Mapping[str, Any]) -> dict[str, str]:
+    """Record the student's outputs for every hidden case of ``function_name``; returns
+    ``{case key: status}`` (empty outside grading)."""
+    inputs_folder, records = runtime.inputs_dir(), runtime.record_dir()
+    if inputs_folder is None or records is None:
+        return {}
+    arrays, meta = load_bundle(inputs_folder / assignment)
+    function = namespace.get(function_name)
+    statuses = {}
+    for key, case in sorted(meta["cases"].items()):
+        if case["function"] != function_name:
+            continue
+        if not callable(function):
+            write_record(records, key, "error", error=f"{function_name} is not defined as a function "
+                                                      f"when its hidden tests run")
+            statuses[key] = "error"
+            continue
+        make_inputs = partial(decode_inputs, arrays, case["inputs"], f"{key}|input|")
+        statuses[key] = record_call(records, key, partial(_measure, function, make_inputs, case),
+                                    runtime.call_timeout())
+    return statuses

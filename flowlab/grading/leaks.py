@@ -1,0 +1,107 @@
+"""Does a student bundle leak? Solutions, hidden tests, hidden references, stubbed bodies.
+
+``check_leaks(bundle, stub_from)`` returns one line per problem (empty: no leak):
+
+- a file of ``autograder/`` (references, cases, source notebooks) copied byte for byte, or a
+  folder named ``autograder``, or an ``.npz`` outside ``data/public``;
+- nbgrader's markers (``### BEGIN SOLUTION``, ``### BEGIN HIDDEN TESTS``, ...) in any text file,
+  or a hidden test call in a notebook;
+- a line of a stubbed function's body, or of a solution in a source notebook, that appears
+  nowhere else in the instructor's library ("revealing" lines; a line such as ``return x`` that
+  the library has elsewhere anyway reveals nothing), in any text file of the bundle;
+- a stubbed function whose body is not the stub.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import nbformat
+
+from flowlab.grading.course import Assignment, assignments, course_dir
+from flowlab.grading.stubs import function_body
+
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS",
+           "### BEGIN MARK SCHEME", "### END MARK SCHEME")
+NOTEBOOK_MARKERS = ("hidden.run(", "from flowlab.grading import hidden")
+TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".json", ".txt", ".toml", ".yml", ".yaml", ".cfg", ".html"}
+SOLUTION = re.compile(r"### BEGIN SOLUTION(.*?)### END SOLUTION", re.S)
+MIN_LINE = 8
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _lines(text: str) -> set[str]:
+    return {line.strip() for line in text.splitlines() if len(line.strip()) >= MIN_LINE and not line.strip().startswith("#")}
+
+
+def _graded(stub_from: int) -> list[tuple[Path, str]]:
+    from flowlab.grading.cases import load_cases
+    from flowlab.grading.release import library_dir
+
+    found = []
+    for assignment in assignments():
+        if assignment.number >= stub_from:
+            for function in load_cases(assignment).functions:
+                module, _, name = function.library.partition(":")
+                found.append((library_dir().joinpath(*module.split(".")[1:]).with_suffix(".py"), name))
+    return found
+
+
+def revealing_lines(stub_from: int, released: list[Assignment]) -> set[str]:
+    """Lines of stubbed bodies and of released solutions that the library has nowhere else."""
+    from flowlab.grading.release import library_dir
+
+    graded = _graded(stub_from)
+    bodies = {(path, name): function_body(path.read_text(), name) for path, name in graded}
+    elsewhere = set()
+    for path in library_dir().rglob("*.py"):
+        text = path.read_text()
+        for (body_path, _), body in bodies.items():
+            if body_path == path:
+                text = text.replace(body, "")
+        elsewhere |= _lines(text)
+    secret = set().union(*(_lines(body) for body in bodies.values())) if bodies else set()
+    for assignment in released:
+        for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
+            for block in SOLUTION.findall(cell.source):
+                secret |= _lines(block)
+    return {line for line in secret - elsewhere if line.strip() not in ('"""', "'''")}
+
+
+def _text_files(bundle: Path):
+    for path in sorted(bundle.rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES:
+            yield path, path.read_text(errors="replace")
+
+
+def check_leaks(bundle: Path, stub_from: int) -> list[str]:
+    """Every leak found in ``bundle`` (see the module docstring); empty when there is none."""
+    bundle = Path(bundle)
+    problems = []
+    secret_files = {_digest(path): path for path in course_dir().rglob("*") if path.is_file()
+                    and path.name != "nbgrader_config.py"}
+    released = [a for a in assignments() if (bundle / "notebooks" / a.notebook_name).is_file()]
+    revealing = revealing_lines(stub_from, released)
+    for path in sorted(bundle.rglob("*")):
+        relative = path.relative_to(bundle)
+        if "autograder" in relative.parts:
+            problems.append(f"{relative}: an autograder folder in the release")
+        if path.is_file() and _digest(path) in secret_files:
+            problems.append(f"{relative}: a copy of {secret_files[_digest(path)].relative_to(course_dir())}")
+        if path.suffix == ".npz" and relative.parts[:2] != ("data", "public"):
+            problems.append(f"{relative}: an array file outside data/public")
+    for path, text in _text_files(bundle):
+        relative = path.relative_to(bundle)
+        markers = MARKERS + (NOTEBOOK_MARKERS if path.suffix == ".ipynb" else ())
+        problems += [f"{relative}: contains {marker!r}" for marker in markers if marker in text]
+        problems += [f"{relative}: contains the solution line {line!r}" for line in sorted(revealing) if line in text]
+    from flowlab.grading.release import library_dir
+    for path, name in _graded(stub_from):
+        copy = bundle / path.relative_to(library_dir().parent)
+        if not copy.is_file() or "raise NotImplementedError(" not in function_body(copy.read_text(), name):
+            problems.append(f"{copy.relative_to(bundle)}: {name} is not stubbed")
+    return problems

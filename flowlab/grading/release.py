@@ -1,0 +1,159 @@
+"""``flowlab release``: the student bundle, and the student notebooks in ``notebooks/``.
+
+    flowlab release --out DIR [--through NN]
+
+    DIR/notebooks/NN_name.ipynb    student versions of assignments 01..NN (nbgrader generate_assignment:
+                                   no solutions, no hidden tests, no outputs)
+    DIR/flowlab/                   the library, with every function graded in notebook NN or later
+                                   stubbed (``raise NotImplementedError("implemented in notebook ...")``),
+                                   and only the student side of flowlab.grading
+    DIR/data/                      checkpoints and the public references of the released notebooks
+    DIR/pyproject.toml, environment.yml, README.md, release.json (what was stubbed)
+
+``--through NN`` (default: the last notebook) releases notebooks up to NN; notebooks before NN
+are past their deadline, so their functions are back in the library for later notebooks to use.
+The grader runs each submission of assignment NN against the bundle stubbed from NN on, so a
+student's code sees exactly the library they had. ``check_leaks`` proves the bundle hides what
+it must; ``build_release`` refuses to finish when it finds a leak.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from flowlab.grading.cases import load_cases
+from flowlab.grading.course import Assignment, assignments, course_dir, notebooks_dir, repository_dir
+from flowlab.grading.leaks import check_leaks
+from flowlab.grading.stubs import stub_function
+
+STUDENT_SIDE = {"__init__.py", "runtime.py", "codec.py", "fixtures.py", "measures.py", "record.py", "checks.py",
+                "reference_set.py", "hidden.py", "public.py", "execute.py"}
+TOP_LEVEL_FILES = ("pyproject.toml", "environment.yml")
+
+
+def library_dir() -> Path:
+    """The instructor's ``flowlab`` package folder."""
+    return Path(__file__).resolve().parents[1]
+
+
+def graded_functions(stub_from: int) -> list[tuple[str, str, Assignment]]:
+    """``(module path, function, assignment)`` of every function graded in notebook ``stub_from`` or later."""
+    found = []
+    for assignment in assignments():
+        if assignment.number >= stub_from:
+            for function in load_cases(assignment).functions:
+                module, _, name = function.library.partition(":")
+                found.append((module, name, assignment))
+    return found
+
+
+def build_library(destination: Path, stub_from: int) -> list[str]:
+    """Copy the flowlab package to ``destination/flowlab`` with the functions graded from notebook
+    ``stub_from`` on stubbed and the grader's host side left out; returns ``["module:function", ...]``."""
+    target = destination / "flowlab"
+    shutil.copytree(library_dir(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in (target / "grading").iterdir():
+        if path.name not in STUDENT_SIDE:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    stubbed = []
+    for module, name, assignment in graded_functions(stub_from):
+        path = target.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        path.write_text(stub_function(path.read_text(), name, f"implemented in notebook {assignment.name}"))
+        stubbed.append(f"{module}:{name}")
+    return stubbed
+
+
+def copy_data(destination: Path, released: list[Assignment]) -> None:
+    """Checkpoints and the released notebooks' public references into ``destination/data``."""
+    data = repository_dir() / "data"
+    if (data / "checkpoints").is_dir():
+        shutil.copytree(data / "checkpoints", destination / "data" / "checkpoints")
+    public = destination / "data" / "public"
+    public.mkdir(parents=True, exist_ok=True)
+    for assignment in released:
+        for suffix in (".npz", ".json"):
+            source = assignment.public_file.with_suffix(suffix)
+            if source.is_file():
+                shutil.copy2(source, public / source.name)
+
+
+def make_readable(folder: Path) -> None:
+    """Folders 0755 and files 0644 under ``folder`` (some writers create 0600 files, e.g. checkpoints;
+    the sandboxed user and the students must be able to read everything in a bundle)."""
+    os.chmod(folder, 0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def generate_student_notebooks(selected: list[Assignment], destination: Path) -> list[Path]:
+    """Run ``nbgrader generate_assignment`` (on a temporary copy of the course, so that no gradebook
+    or release folder appears in ``autograder/``) and copy the student notebooks to ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="flowlab-nbgrader-") as scratch:
+        root = Path(scratch)
+        shutil.copy2(course_dir() / "nbgrader_config.py", root / "nbgrader_config.py")
+        environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        for assignment in selected:
+            shutil.copytree(assignment.source_notebook.parent, root / "source" / assignment.name,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.py", "__pycache__"))
+            result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment.name,
+                                     "--force", "--log-level=WARN"], cwd=root, env=environment,
+                                    capture_output=True, text=True)
+            generated = root / "release" / assignment.name / assignment.notebook_name
+            if result.returncode != 0 or not generated.is_file():
+                raise RuntimeError(f"nbgrader generate_assignment {assignment.name} failed:\n{result.stderr[-2000:]}")
+            target = destination / assignment.notebook_name
+            shutil.copy2(generated, target)
+            written.append(target)
+    return written
+
+
+def update_notebooks() -> list[Path]:
+    """Regenerate the committed student notebooks in ``notebooks/`` from ``autograder/source``."""
+    return generate_student_notebooks(assignments(), notebooks_dir())
+
+
+def _released(through: int | None) -> list[Assignment]:
+    known = assignments()
+    if not known:
+        raise FileNotFoundError(f"no source notebooks in {course_dir() / 'source'}")
+    last = known[-1].number if through is None else through
+    selected = [assignment for assignment in known if assignment.number <= last]
+    if not selected or last not in {assignment.number for assignment in known}:
+        raise ValueError(f"--through {through}: no notebook with that number; known: {[a.name for a in known]}")
+    return selected
+
+
+def build_release(out: Path, through: int | None = None) -> dict:
+    """Build the student bundle in ``out`` (which must not exist or be empty); returns the manifest."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    released = _released(through)
+    last = released[-1].number
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = generate_student_notebooks(released, out / "notebooks")
+    stubbed = build_library(out, stub_from=last)
+    copy_data(out, released)
+    for name in TOP_LEVEL_FILES:
+        if (repository_dir() / name).is_file():
+            shutil.copy2(repository_dir() / name, out / name)
+    (out / "README.md").write_text(
+        "# flowlab: the course notebooks\n\nInstall, then open the notebooks in JupyterLab:\n\n"
+        "```bash\npip install -e .  # or: conda env create -f environment.yml\njupyter lab notebooks/\n```\n\n"
+        "Conventions: t in [0, 1], t = 0 is noise, t = 1 is data. Functions that a notebook asks you to write "
+        "raise NotImplementedError in the library until that notebook is due.\n")
+    make_readable(out)
+    manifest = {"through": f"{last:02d}", "notebooks": [path.name for path in notebooks], "stubbed": stubbed}
+    (out / "release.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    problems = check_leaks(out, stub_from=last)
+    if problems:
+        raise RuntimeError("the release leaks:\n" + "\n".join(problems))
+    return manifest

@@ -1,0 +1,48 @@
+"""The contract between the grading host and the sandboxed notebook: environment variables.
+
+The host (``flowlab.grading.sandbox``) sets them; the code that runs in the student's kernel
+(``hidden``, ``record``) and the notebooks read them:
+
+    FLOWLAB_GRADING=1           the notebook runs in grading mode: skip slow exploration cells
+    FLOWLAB_INPUTS_DIR=DIR      hidden test inputs, as plain arrays (``NN_name.npz`` + ``.json``)
+    FLOWLAB_RECORD_DIR=DIR      where hidden tests write the student's outputs (``.npy`` + ``.json``)
+    FLOWLAB_CALL_TIMEOUT=S      seconds one call of a student's function may take in a hidden test
+
+Nothing here is secret: the inputs are seeds turned into arrays; the expected outputs stay on the
+host. A student who sets ``FLOWLAB_GRADING=1`` only makes their own notebook skip the exploration.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+GRADING = "FLOWLAB_GRADING"
+INPUTS_DIR = "FLOWLAB_INPUTS_DIR"
+RECORD_DIR = "FLOWLAB_RECORD_DIR"
+CALL_TIMEOUT = "FLOWLAB_CALL_TIMEOUT"
+DEFAULT_CALL_TIMEOUT = 20.0
+
+
+def grading_mode() -> bool:
+    """True when the notebook is being graded (``FLOWLAB_GRADING=1``): skip slow exploration."""
+    return os.environ.get(GRADING, "") not in ("", "0")
+
+
+def inputs_dir() -> Path | None:
+    """The folder of hidden test inputs, or None outside grading."""
+    value = os.environ.get(INPUTS_DIR)
+    return Path(value) if value else None
+
+
+def record_dir() -> Path | None:
+    """The folder where hidden tests record outputs, or None outside grading."""
+    value = os.environ.get(RECORD_DIR)
+    return Path(value) if value else None
+
+
+def call_timeout() -> float:
+    """Seconds one call of a student's function may take (``FLOWLAB_CALL_TIMEOUT``, default 20)."""
+    try:
+        return max(float(os.environ.get(CALL_TIMEOUT, DEFAULT_CALL_TIMEOUT)), 0.1)
+    except ValueError:
+        return DEFAULT_CALL_TIMEOUT

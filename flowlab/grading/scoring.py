@@ -1,0 +1,85 @@
+"""Phase 2 of grading, on the host: recorded outputs against the hidden references -> points.
+
+Each hidden case passes or fails (``flowlab.grading.checks``); a grade cell's score is its
+points times the weighted fraction of its cases that pass. A case without a usable record
+fails with the reason: the hidden test never ran (an earlier crash, a timeout), the student's
+function raised, took too long, or returned something of the wrong kind. A failed case whose
+output matches a known wrong answer gets that answer's hint.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowlab.grading.checks import diagnose
+from flowlab.grading.record import open_folder, read_record
+from flowlab.grading.reference_set import ReferenceSet
+
+NOT_RUN = ("no result was recorded: the hidden test did not reach this case (did an earlier cell crash, "
+           "time out, or was the function not defined?)")
+
+
+@dataclass
+class CaseResult:
+    key: str
+    about: str
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class CellScore:
+    cell: str
+    points: float
+    score: float = 0.0
+    cases: list[CaseResult] = field(default_factory=list)
+
+
+def judge(references: ReferenceSet, key: str, record) -> CaseResult:
+    """Pass or fail one case from its record, with a message for the student."""
+    case = references.case(key)
+    about = case["about"] or key
+    if record.status == "absent":
+        return CaseResult(key, about, False, NOT_RUN)
+    if record.status == "invalid":
+        return CaseResult(key, about, False, record.error)
+    if record.status == "timeout":
+        return CaseResult(key, about, False, f"your function did not finish: {record.error}")
+    if record.status == "error":
+        return CaseResult(key, about, False, f"your function raised {record.error}")
+    check = references.check(key)
+    verdict = check.evaluate(record.outputs, references.expected(key), case["expect"])
+    if verdict.passed:
+        return CaseResult(key, about, True)
+    hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"])
+    return CaseResult(key, about, False, verdict.message + (f"; hint: {hint}" if hint else ""))
+
+
+def score_cells(references: ReferenceSet, points: dict[str, float], records: Path | None) -> list[CellScore]:
+    """Scores of the grade cells ``points`` (``{grade_id: max points}``) from the record folder
+    ``records`` (None: nothing recorded, every case fails)."""
+    descriptor = None
+    if records is not None:
+        try:
+            descriptor = open_folder(records)
+        except OSError:
+            descriptor = None
+    try:
+        cells = {cell: CellScore(cell, float(value)) for cell, value in points.items()}
+        weights: dict[str, list[tuple[float, bool]]] = {cell: [] for cell in points}
+        for key in sorted(references.keys()):
+            case = references.case(key)
+            record = read_record(descriptor, key) if descriptor is not None else None
+            result = judge(references, key, record) if record is not None else \
+                CaseResult(key, case["about"] or key, False, NOT_RUN)
+            cells[case["cell"]].cases.append(result)
+            weights[case["cell"]].append((float(case["weight"]), result.passed))
+        for cell, entries in weights.items():
+            total = sum(weight for weight, _ in entries)
+            earned = sum(weight for weight, passed in entries if passed)
+            cells[cell].score = round(cells[cell].points * earned / total, 3) if total else 0.0
+        return [cells[cell] for cell in points]
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)

@@ -1,0 +1,112 @@
+"""Find the submissions in a folder: nbgrader's layout, or one zip file per student.
+
+    SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb     (nbgrader's submitted/ folder)
+    SUBMISSIONS/<student>.zip   containing <assignment>/<assignment>.ipynb (at any depth)
+
+A ``submitted/`` folder inside SUBMISSIONS is used when there is one (pass the course root).
+Each (student, assignment) found becomes a ``Submission``; what cannot be graded (no notebook,
+two candidates, an unknown assignment, a file too large, a symlink, a broken zip) still becomes
+one, with ``problem`` saying why, so that every submission gets a row in ``grades.csv``. With
+``only`` given, every student gets a row for that assignment (``missing`` if absent).
+Symbolic links are never followed: a submission cannot point the grader at other files.
+"""
+from __future__ import annotations
+
+import re
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+MAX_NOTEBOOK_BYTES = 32 * 2**20
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+IGNORED = (".ipynb_checkpoints", "__MACOSX")
+
+
+@dataclass
+class Submission:
+    student: str
+    assignment: str
+    notebook: bytes | None = None
+    problem: str = ""
+
+
+def _is_plain(path: Path, kind: str) -> bool:
+    """True for a real (not symlinked) directory (``kind="dir"``) or regular file (``"file"``)."""
+    mode = path.lstat().st_mode
+    return stat.S_ISDIR(mode) if kind == "dir" else stat.S_ISREG(mode)
+
+
+def _pick(candidates: dict[str, int], assignment: str) -> tuple[str | None, str]:
+    """The notebook to grade among ``{relative path: size}``: ``<assignment>.ipynb`` if present,
+    else the only notebook; ``(None, problem)`` otherwise."""
+    candidates = {path: size for path, size in candidates.items()
+                  if not any(part in IGNORED or part.startswith(".") for part in PurePosixPath(path).parts)}
+    preferred = [path for path in candidates if PurePosixPath(path).name == f"{assignment}.ipynb"]
+    chosen = preferred if preferred else list(candidates)
+    if not chosen:
+        return None, "no notebook (.ipynb) submitted"
+    if len(chosen) > 1:
+        return None, f"several notebooks, none named {assignment}.ipynb: {', '.join(sorted(chosen))[:200]}"
+    if candidates[chosen[0]] > MAX_NOTEBOOK_BYTES:
+        return None, f"the notebook is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB"
+    return chosen[0], ""
+
+
+def _from_folder(student: str, folder: Path, assignment: str) -> Submission:
+    candidates = {}
+    for path in sorted(folder.rglob("*.ipynb")):
+        if not _is_plain(path, "file"):
+            return Submission(student, assignment, problem=f"{path.name} is not a regular file (a link?)")
+        candidates[path.relative_to(folder).as_posix()] = path.lstat().st_size
+    chosen, problem = _pick(candidates, assignment)
+    return Submission(student, assignment, (folder / chosen).read_bytes() if chosen else None, problem)
+
+
+def _from_zip(student: str, path: Path, known: list[str]) -> list[Submission]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist() if info.filename.endswith(".ipynb")}
+            found = []
+            for assignment in known:
+                inside = {name: info.file_size for name, info in members.items()
+                          if assignment in PurePosixPath(name).parts or PurePosixPath(name).stem == assignment}
+                if not inside:
+                    continue
+                chosen, problem = _pick(inside, assignment)
+                found.append(Submission(student, assignment, archive.read(chosen) if chosen else None, problem))
+            return found
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as error:
+        return [Submission(student, known[0] if len(known) == 1 else "?", problem=f"unreadable zip file: {error}"[:200])]
+
+
+def discover(folder: Path, assignments: list[str], only: str | None = None) -> list[Submission]:
+    """Every submission under ``folder`` for the known ``assignments`` (see the module docstring)."""
+    folder = Path(folder)
+    if (folder / "submitted").is_dir():
+        folder = folder / "submitted"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no submissions folder {folder}")
+    wanted = [only] if only else assignments
+    found: dict[tuple[str, str], Submission] = {}
+    students = set()
+    for entry in sorted(folder.iterdir()):
+        student = entry.stem if entry.suffix == ".zip" else entry.name
+        if entry.name.startswith(".") or not STUDENT_ID.match(student):
+            continue
+        if entry.suffix == ".zip" and _is_plain(entry, "file"):
+            students.add(student)
+            for submission in _from_zip(student, entry, wanted):
+                found[(submission.student, submission.assignment)] = submission
+        elif _is_plain(entry, "dir"):
+            students.add(student)
+            for child in sorted(entry.iterdir()):
+                if child.name in wanted and _is_plain(child, "dir"):
+                    found[(student, child.name)] = _from_folder(student, child, child.name)
+                elif child.name not in assignments and not child.name.startswith(".") and _is_plain(child, "dir") \
+                        and only is None:
+                    found[(student, child.name)] = Submission(student, child.name, problem="unknown assignment")
+    if only:
+        for student in students:
+            found.setdefault((student, only), Submission(student, only, problem="missing: nothing submitted"))
+    return [found[key] for key in sorted(found)]

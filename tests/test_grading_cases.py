@@ -1,0 +1,134 @@
+"""Every assignment's test cases: calibrated tolerances, consistent notebooks, references up to date.
+
+- the library's reference implementation passes every case in float32 and float64, on the CPU and
+  (where there is one) on the GPU with TF32 on and off;
+- every plausible wrong answer misses every case of its function by >= 100x the tolerance (unless
+  the case declares itself blind to it);
+- the solution in the source notebook passes every case (run here, in-process, without a kernel);
+- the references on disk are what ``flowlab references`` would write now;
+- every hidden case is scored by a grade cell of the source notebook, and every grade cell scores some.
+"""
+import re
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from flowlab.grading.cases import CALIBRATION_FACTOR, load_cases
+from flowlab.grading.codec import cast_inputs
+from flowlab.grading.course import assignments
+from flowlab.grading.measures import MEASURES
+from flowlab.grading.record import Output, describe
+from flowlab.grading.reference_set import ReferenceSet
+from flowlab.grading.references import build
+
+ASSIGNMENTS = assignments()
+CASES = {a.name: load_cases(a) for a in ASSIGNMENTS}
+REFERENCES = {(a.name, public): ReferenceSet(*build(CASES[a.name], public)) for a in ASSIGNMENTS for public in (False, True)}
+ALL = [(name, case) for name, cases in CASES.items() for case in cases.cases]
+IDS = [case.key for _, case in ALL]
+
+
+def _references(name, case) -> ReferenceSet:
+    return REFERENCES[(name, case.public)]
+
+
+def evaluate(name, case, function, dtype=None, device="cpu"):
+    """The verdict of ``case`` for ``function`` on the case's stored inputs (cast to dtype/device)."""
+    references = _references(name, case)
+    meta = references.case(case.key)
+    make = lambda: cast_inputs(references.make_inputs(case.key), dtype, device)
+    produced = MEASURES[case.measure](function, make, meta["positional"])
+    outputs = {key: Output(*describe(value)) for key, value in produced.items()}
+    expect = meta["expect"]
+    if dtype is not None or device != "cpu":      # judge the values only
+        expect = {key: {k: v for k, v in item.items() if k in ("type", "shape")} for key, item in expect.items()}
+    return references.check(case.key).evaluate(outputs, references.expected(case.key), expect)
+
+
+def test_there_is_an_assignment():
+    assert ASSIGNMENTS and all(CASES[a.name].hidden() and CASES[a.name].public() for a in ASSIGNMENTS)
+
+
+@pytest.mark.parametrize("name, case", ALL, ids=IDS)
+@pytest.mark.parametrize("dtype", [None, torch.float64], ids=["as_given", "float64"])
+def test_reference_passes(name, case, dtype, device):
+    """On the CPU with the inputs as stored (float32 mostly) and in float64; on a GPU both, each with
+    TF32 matrix multiplies off and on."""
+    reference = CASES[name].function(case.function).reference()
+    if device.type == "cpu":
+        verdict = evaluate(name, case, reference, dtype)
+        assert verdict.passed and verdict.ratio <= 0.5, verdict
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            verdict = evaluate(name, case, reference, dtype, device=device)
+            assert verdict.passed, f"TF32 {'on' if tf32 else 'off'}: {verdict}"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+WRONG = [(name, case, variant) for name, case in ALL for variant in CASES[name].function(case.function).wrong
+         if variant not in case.blind_to]
+
+
+@pytest.mark.parametrize("name, case, variant", WRONG, ids=[f"{c.key}-{v}" for _, c, v in WRONG])
+def test_wrong_answers_miss_by_far(name, case, variant):
+    wrong = CASES[name].function(case.function).wrong[variant].function
+    verdict = evaluate(name, case, wrong)
+    assert not verdict.passed and verdict.ratio >= CALIBRATION_FACTOR, \
+        f"{variant} misses {case.key} by only {verdict.ratio:.3g}x the tolerance"
+
+
+def test_every_wrong_answer_is_caught_somewhere():
+    for name, cases in CASES.items():
+        for function in cases.functions:
+            for variant in function.wrong:
+                assert any(c.function == function.name and variant not in c.blind_to for c in cases.hidden()), variant
+
+
+def solution_namespace(assignment) -> dict:
+    """The source notebook's solution cells, executed in order (markers are comments)."""
+    namespace = {"torch": torch}
+    for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            exec(compile(cell.source, f"<{cell.id}>", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_the_notebook_solution_passes_every_case(assignment):
+    namespace = solution_namespace(assignment)
+    for case in CASES[assignment.name].cases:
+        verdict = evaluate(assignment.name, case, namespace[case.function])
+        assert verdict.passed, f"{case.key}: {verdict}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+@pytest.mark.parametrize("public", [False, True], ids=["hidden", "public"])
+def test_references_on_disk_are_up_to_date(assignment, public):
+    on_disk = ReferenceSet.load(assignment.public_file if public else assignment.references_file)
+    fresh = REFERENCES[(assignment.name, public)]
+    assert sorted(on_disk.arrays) == sorted(fresh.arrays), "run `flowlab references`"
+    for key, array in fresh.arrays.items():
+        np.testing.assert_array_equal(on_disk.arrays[key], array, err_msg=f"{key}: run `flowlab references`")
+    strip = lambda meta: {k: v for k, v in meta.items() if k != "versions"}
+    assert strip(on_disk.meta) == strip(fresh.meta), "run `flowlab references`"
+    assert on_disk.meta["dtype"] == "float64" and on_disk.meta["versions"]["torch"]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_grade_cells_and_cases_match(assignment):
+    source = nbformat.read(assignment.source_notebook, as_version=4)
+    grade_cells = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in source.cells
+                   if cell.metadata.get("nbgrader", {}).get("grade")}
+    cases = CASES[assignment.name]
+    assert set(cases.cells()) == set(grade_cells), "every grade cell scores hidden cases, and only grade cells do"
+    for grade_id, cell in grade_cells.items():
+        assert cell.metadata["nbgrader"]["points"] > 0
+        called = set(re.findall(r'hidden\.run\("([^"]+)", "([^"]+)"', cell.source))
+        tested = {(assignment.name, case.function) for case in cases.hidden() if case.cell == grade_id}
+        assert called == tested, f"{grade_id} must call hidden.run for exactly the functions its cases test"

@@ -1,0 +1,299 @@
+"""Units of the grader: codec, records (read without trusting), checks, stubs, restore, submissions,
+scoring and feedback. No kernels here; see test_grading_end_to_end.py for those."""
+import json
+import os
+import zipfile
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from flowlab.grading import checks, codec, feedback, restore, stubs, submissions
+from flowlab.grading.fixtures import AffineVelocity
+from flowlab.grading.measures import MEASURES, MeasureError
+from flowlab.grading.record import Output, describe, open_folder, read_record, record_call, write_record
+
+
+# ---- codec and fixtures ---------------------------------------------------------------------------
+
+def test_inputs_round_trip_keeps_order_values_and_fresh_generators():
+    model = AffineVelocity(torch.ones(2), torch.zeros(2), torch.randn(3, 2))
+    inputs = {"model": model, "x1": torch.randn(4, 2), "t": 0.3, "y": torch.tensor([0, 1, 2, 0]),
+              "generator": codec.GeneratorSeed(5), "flag": None}
+    arrays, spec = codec.encode_inputs(inputs, "case|input|")
+    assert [item["name"] for item in spec] == list(inputs)
+    first, second = (codec.decode_inputs(arrays, json.loads(json.dumps(spec)), "case|input|") for _ in range(2))
+    assert torch.equal(first["x1"], inputs["x1"]) and first["t"] == 0.3 and first["flag"] is None
+    assert torch.equal(first["model"](first["x1"], 0.5, y=first["y"]), model(inputs["x1"], 0.5, y=inputs["y"]))
+    assert torch.equal(torch.rand(3, generator=first["generator"]), torch.rand(3, generator=second["generator"]))
+
+
+def test_encode_rejects_what_cannot_be_plain_arrays():
+    with pytest.raises(TypeError, match="cannot encode input 'f'"):
+        codec.encode_inputs({"f": lambda x: x}, "")
+
+
+def test_affine_velocity_rejects_a_reshaped_time():
+    model = AffineVelocity(torch.ones(2), torch.ones(2))
+    with pytest.raises(ValueError, match="t must be a float"):
+        model(torch.zeros(3, 2), torch.zeros(3, 1))
+
+
+def test_grad_measure_explains_a_detached_loss():
+    model = AffineVelocity(torch.ones(2), torch.ones(2))
+    detached = lambda model, x1: model(x1, 0.5).pow(2).sum().detach()
+    with pytest.raises(MeasureError, match="did you call .item"):
+        MEASURES["grad"](detached, lambda: {"model": model, "x1": torch.ones(2, 2)}, 2)
+
+
+# ---- records: written in the sandbox, read without trusting -----------------------------------------
+
+def test_record_call_keeps_outputs_and_swallows_prints_and_warnings(tmp_path):
+    def noisy():
+        import warnings
+        print("x" * 10_000)
+        warnings.warn("careful")
+        return {"value": torch.arange(6.0).reshape(2, 3)}
+
+    assert record_call(tmp_path, "f/case", noisy, timeout=5) == "ok"
+    folder = open_folder(tmp_path)
+    record = read_record(folder, "f/case")
+    os.close(folder)
+    assert record.status == "ok"
+    assert record.outputs["value"].info == {"type": "tensor", "dtype": "torch.float32", "shape": [2, 3],
+                                            "device": "cpu", "requires_grad": False, "array": True}
+    np.testing.assert_array_equal(record.outputs["value"].values, np.arange(6.0).reshape(2, 3))
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ("raise ValueError('bad shape')", "error", "ValueError: bad shape"),
+    ("import sys; sys.exit(3)", "error", "SystemExit"),
+    ("while True: pass", "timeout", "longer than 0.2 s"),
+])
+def test_record_call_records_errors_exits_and_timeouts(tmp_path, body, status, message):
+    def run():
+        exec(body, {})
+
+    assert record_call(tmp_path, "f/case", run, timeout=0.2) == status
+    folder = open_folder(tmp_path)
+    assert message in read_record(folder, "f/case").error
+    os.close(folder)
+
+
+def test_timeout_is_not_swallowed_by_except_exception(tmp_path):
+    def stubborn():
+        while True:
+            try:
+                sum(range(1000))
+            except Exception:
+                pass
+
+    assert record_call(tmp_path, "f/case", stubborn, timeout=0.2) == "timeout"
+
+
+def test_read_record_refuses_symlinks_garbage_and_huge_files(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"status": "ok", "outputs": {}}))
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "f__link.json").symlink_to(secret)
+    (records / "f__garbage.json").write_text("{not json")
+    (records / "f__huge.json").write_bytes(b" " * (100 * 1024))
+    write_record(records, "f/array_link", "ok", {"value": torch.ones(2)})
+    (records / "f__array_link.value.npy").unlink()
+    (records / "f__array_link.value.npy").symlink_to(secret)
+    folder = open_folder(records)
+    try:
+        assert read_record(folder, "f/link").status == "invalid"
+        assert read_record(folder, "f/garbage").status == "invalid"
+        assert read_record(folder, "f/huge").status == "invalid"
+        assert read_record(folder, "f/array_link").status == "invalid"
+        assert read_record(folder, "f/absent").status == "absent"
+    finally:
+        os.close(folder)
+
+
+def test_read_record_refuses_pickled_arrays(tmp_path):
+    write_record(tmp_path, "f/obj", "ok", {"value": torch.ones(2)})
+    with open(tmp_path / "f__obj.value.npy", "wb") as handle:
+        np.save(handle, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    folder = open_folder(tmp_path)
+    assert read_record(folder, "f/obj").status == "invalid"
+    os.close(folder)
+
+
+# ---- checks ----------------------------------------------------------------------------------------
+
+EXPECT = {"value": {"type": "tensor", "dtype": "torch.float32", "shape": [3, 2], "device": "cpu"}}
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.zeros((3, 2), np.float32), "is a ndarray; expected a torch.Tensor"),
+    (torch.zeros(3, 1), "has shape (3, 1); expected (3, 2)"),
+    (torch.zeros(3, 2, dtype=torch.float64), "has dtype torch.float64; expected torch.float32"),
+    (torch.full((3, 2), float("nan")), "contains NaN or infinity"),
+    (torch.ones(3, 2), "is off by up to 1"),
+])
+def test_allclose_names_what_is_wrong(value, message):
+    verdict = checks.AllClose(1e-5, 1e-6).evaluate({"value": Output(*describe(value))},
+                                                   {"value": np.zeros((3, 2))}, EXPECT)
+    assert not verdict.passed and message in verdict.message
+
+
+def test_allclose_ratio_is_the_error_in_units_of_the_tolerance():
+    check = checks.AllClose(rtol=0.0, atol=1e-3)
+    got = Output(*describe(torch.full((3, 2), 0.05)))
+    assert check.evaluate({"value": got}, {"value": np.zeros((3, 2))}, EXPECT).ratio == pytest.approx(50, rel=1e-5)
+
+
+def test_seeded_mean_demands_reproducibility_and_closeness():
+    check = checks.SeededMean(n_sigma=6)
+    expect = {name: {"type": "tensor", "shape": []} for name in ("first", "second")}
+    reference = {"mean": np.array(2.0), "sd": np.array(0.1)}
+    out = lambda a, b: {"first": Output(*describe(torch.tensor(a))), "second": Output(*describe(torch.tensor(b)))}
+    assert check.evaluate(out(2.1, 2.1), reference, expect).passed
+    assert "different results" in check.evaluate(out(2.1, 2.2), reference, expect).message
+    assert "standard errors" in check.evaluate(out(4.0, 4.0), reference, expect).message
+
+
+def test_diagnose_names_the_matching_mistake():
+    got = {"value": Output(*describe(torch.ones(3, 2)))}
+    wrong = {"sign": ("you flipped the sign", {"value": np.ones((3, 2))}),
+             "other": ("something else", {"value": np.full((3, 2), 7.0)})}
+    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) == "you flipped the sign"
+
+
+# ---- stubs -----------------------------------------------------------------------------------------
+
+SOURCE = '''import torch
+
+
+def kept(x):
+    return x + 1
+
+
+def secret(x, t):
+    """Docstring stays."""
+    # a comment that goes
+    y = (1 - t) * x
+    return y
+
+
+def after():
+    return 2
+'''
+
+
+def test_stub_replaces_only_the_body_after_the_docstring():
+    stubbed = stubs.stub_function(SOURCE, "secret", "implemented in notebook 01")
+    namespace = {}
+    exec(stubbed, namespace)
+    assert namespace["kept"](1) == 2 and namespace["after"]() == 2
+    assert namespace["secret"].__doc__ == "Docstring stays."
+    with pytest.raises(NotImplementedError, match="implemented in notebook 01"):
+        namespace["secret"](1, 0.5)
+    assert "(1 - t) * x" not in stubbed and "a comment that goes" not in stubbed
+    assert stubs.function_body(SOURCE, "secret").strip().startswith("# a comment")
+
+
+def test_stub_of_a_missing_function_fails_loudly():
+    with pytest.raises(ValueError, match="no top-level function 'nope'"):
+        stubs.stub_function(SOURCE, "nope", "")
+
+
+# ---- restore: the instructor's cells come back --------------------------------------------------------
+
+def _cell(kind, source, grade_id=None, **flags):
+    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+    cell = make(source)
+    if grade_id:
+        cell.metadata["nbgrader"] = {"grade_id": grade_id, "locked": flags.get("locked", False),
+                                     "grade": flags.get("grade", False), "solution": flags.get("solution", False)}
+    return cell
+
+
+def _source_notebook():
+    return nbformat.v4.new_notebook(cells=[
+        _cell("code", "import torch", "setup", locked=True),
+        _cell("code", "def f():\n    return 1", "f", solution=True),
+        _cell("code", "assert f() == 1", "public", locked=True),
+        _cell("code", "# hidden\n### BEGIN HIDDEN TESTS\nrun()\n### END HIDDEN TESTS", "hidden", grade=True, locked=True),
+        _cell("code", "explore()"),
+    ])
+
+
+def test_restore_overwrites_locked_and_grade_cells_and_keeps_the_students_code():
+    submitted = nbformat.v4.new_notebook(cells=[
+        _cell("code", "import os  # edited", "setup", locked=True),
+        _cell("code", "def f():\n    return 2", "f", solution=True),
+        _cell("code", "print('mine')"),
+        _cell("code", "# hidden", "hidden", grade=True, locked=True),
+        _cell("code", "# hidden", "hidden", grade=True, locked=True),
+    ])
+    graded = restore.restore(submitted, _source_notebook())
+    sources = [cell.source for cell in graded.cells]
+    assert sources[:4] == ["import torch", "def f():\n    return 2", "assert f() == 1", "print('mine')"], \
+        "edited setup restored, solution kept, deleted public tests put back after their predecessor"
+    assert sum("BEGIN HIDDEN TESTS" in source for source in sources) == 1
+    assert len({cell.id for cell in graded.cells}) == len(graded.cells)
+
+
+def test_restore_ignores_forged_metadata():
+    submitted = nbformat.v4.new_notebook(cells=[_cell("code", "cheat()", "hidden", solution=True)])
+    submitted.cells[0].metadata["nbgrader"]["grade"] = False
+    sources = [cell.source for cell in restore.restore(submitted, _source_notebook()).cells]
+    assert "cheat()" not in sources and any("run()" in source for source in sources)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff\xfe garbage", "not UTF-8"), (b"{not json", "not a Jupyter notebook"), (b'{"cells": 3}', "not a Jupyter"),
+])
+def test_read_submission_explains_garbage(data, message):
+    with pytest.raises(ValueError, match=message):
+        restore.read_submission(data)
+
+
+# ---- submissions -------------------------------------------------------------------------------------
+
+def _notebook_bytes(text="x = 1"):
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(text)])).encode()
+
+
+def test_discover_folders_zips_problems_and_links(tmp_path):
+    root = tmp_path / "submitted"
+    (root / "alice" / "01_a").mkdir(parents=True)
+    alice = _notebook_bytes()
+    (root / "alice" / "01_a" / "01_a.ipynb").write_bytes(alice)
+    (root / "alice" / "01_a" / ".ipynb_checkpoints").mkdir()
+    (root / "alice" / "01_a" / ".ipynb_checkpoints" / "01_a-checkpoint.ipynb").write_bytes(b"old")
+    (root / "bob" / "01_a").mkdir(parents=True)
+    (root / "bob" / "01_a" / "renamed.ipynb").write_bytes(_notebook_bytes())
+    (root / "carl" / "01_a").mkdir(parents=True)
+    (root / "carl" / "01_a" / "01_a.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    (root / "dana" / "99_unknown").mkdir(parents=True)
+    with zipfile.ZipFile(root / "erin.zip", "w") as archive:
+        archive.writestr("erin/01_a/01_a.ipynb", _notebook_bytes("y = 2"))
+    (root / "fred.zip").write_bytes(b"not a zip")
+    found = {(s.student, s.assignment): s for s in submissions.discover(tmp_path, ["01_a", "02_b"])}
+    assert found[("alice", "01_a")].notebook == alice
+    assert found[("bob", "01_a")].notebook is not None
+    assert "not a regular file" in found[("carl", "01_a")].problem
+    assert found[("dana", "99_unknown")].problem == "unknown assignment"
+    assert b"y = 2" in found[("erin", "01_a")].notebook
+    assert "unreadable zip" in next(s.problem for s in found.values() if s.student == "fred")
+    only = {s.student: s for s in submissions.discover(root, ["01_a", "02_b"], only="02_b")}
+    assert set(only) == {"alice", "bob", "carl", "dana", "erin", "fred"}
+    assert all(s.problem.startswith("missing") for name, s in only.items() if name != "fred")
+
+
+# ---- feedback ----------------------------------------------------------------------------------------
+
+def test_feedback_escapes_what_the_student_controls():
+    from flowlab.grading.scoring import CaseResult, CellScore
+
+    cells = [CellScore("hidden_f", 2.0, 1.0, [CaseResult("f/a", "a case", True),
+                                              CaseResult("f/b", "b case", False, "raised <script>alert(1)</script>")])]
+    page = feedback.render("eve<b>", "01_a", "graded", "", cells)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "eve&lt;b&gt;" in page
+    assert "Score: 1 / 2" in page
