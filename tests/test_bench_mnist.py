@@ -60,7 +60,8 @@ def test_rows_have_the_expected_keys(quick_run):
     assert set(results["solvers"][0]) >= {"accuracy", "frechet", "frechet_floor", "passes", "schedule", "steps"}
     assert [(r["classifier"], r["w"]) for r in results["classifier_guidance"]] == [("none", 0.0), ("noisy", 3.0),
                                                                                   ("clean", 3.0)]
-    assert {(r["method"], r["nfe"]) for r in results["inversion"]} == {("euler", 2), ("euler", 4), ("heun", 2), ("heun", 4)}
+    assert {(r["method"], r["nfe"]) for r in results["inversion"]} == {("euler", 2), ("euler", 4), ("heun", 2),
+                                                                      ("heun", 4)}
     assert all(0 <= r["accuracy"] <= 1 for r in results["sweep"] + results["solvers"])
     assert results["w"] in sizes.cfg_ws and results["seconds"] > 0
 
