@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from flowlab.grading.cases import CALIBRATION_FACTOR, load_cases
+from flowlab.grading.checks import diagnose
 from flowlab.grading.codec import cast_inputs
 from flowlab.grading.course import assignments
 from flowlab.grading.measures import MEASURES
@@ -90,13 +91,42 @@ def test_every_wrong_answer_is_caught_somewhere():
                 assert any(c.function == function.name and variant not in c.blind_to for c in cases.hidden()), variant
 
 
-def solution_namespace(assignment) -> dict:
-    """The source notebook's solution cells, executed in order (markers are comments)."""
+def solution_namespace(assignment, mutation=None) -> dict:
+    """The source notebook's solution cells, executed in order (markers are comments), with
+    ``mutation`` applied to its cell."""
     namespace = {"torch": torch}
     for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-            exec(compile(cell.source, f"<{cell.id}>", "exec"), namespace)
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            text = cell.source
+            if mutation is not None and meta["grade_id"] == mutation.cell:
+                assert text.count(mutation.old) == 1, f"{mutation.name}: {mutation.old!r} must occur once"
+                text = text.replace(mutation.old, mutation.new)
+            exec(compile(text, f"<{cell.id}>", "exec"), namespace)
     return namespace
+
+
+MUTATIONS = [(a, m) for a in ASSIGNMENTS for m in CASES[a.name].mutations]
+
+
+def test_every_assignment_has_two_wrong_submissions():
+    assert all(len(CASES[a.name].mutations) >= 2 for a in ASSIGNMENTS)
+
+
+@pytest.mark.parametrize("assignment, mutation", MUTATIONS, ids=[m.name for _, m in MUTATIONS])
+def test_a_wrong_submission_fails_its_case_with_its_hint(assignment, mutation):
+    """The same judgement as grading (without a kernel): the end-to-end test then checks it for real."""
+    namespace = solution_namespace(assignment, mutation)
+    case = next(c for c in CASES[assignment.name].cases if c.key == mutation.fails)
+    verdict = evaluate(assignment.name, case, namespace[case.function])
+    assert not verdict.passed
+    references = _references(assignment.name, case)
+    make = lambda: references.make_inputs(case.key)
+    meta = references.case(case.key)
+    outputs = {k: Output(*describe(v)) for k, v in MEASURES[case.measure](namespace[case.function], make,
+                                                                          meta["positional"]).items()}
+    hint = diagnose(references.check(case.key), outputs, references.wrong_answers(case.key), meta["expect"])
+    assert mutation.hint in verdict.message + (hint or "")
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])

@@ -5,7 +5,7 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Wrong
+from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.grading.checks import AllClose, SeededMean
 from flowlab.grading.codec import GeneratorSeed
 from flowlab.grading.fixtures import AffineVelocity
@@ -188,4 +188,13 @@ PUBLIC = [
          blind_to=("target_reversed", "swapped_path", "target_data", "mean_over_coordinates")),
 ]
 
-CASES = AssignmentCases(ASSIGNMENT, (INTERPOLATE, LOSS), tuple(HIDDEN + PUBLIC))
+MUTATIONS = (
+    Mutation("swapped_time", "interpolate", "(1 - t) * x0 + t * x1", "t * x0 + (1 - t) * x1",
+             fails="interpolate/per_sample_t", hint="puts the data at t = 0"),
+    Mutation("target_reversed", "flow_matching_loss", "(prediction - (x1 - x0))", "(prediction - (x0 - x1))",
+             fails="flow_matching_loss/explicit", hint="points from data to noise"),
+    Mutation("summed_over_batch", "flow_matching_loss", ".sum(dim=1).mean()", ".sum()",
+             fails="flow_matching_loss/explicit", hint="summed over the batch"),
+)
+
+CASES = AssignmentCases(ASSIGNMENT, (INTERPOLATE, LOSS), tuple(HIDDEN + PUBLIC), MUTATIONS)

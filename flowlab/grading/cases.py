@@ -19,6 +19,8 @@ defines ``CASES = AssignmentCases(...)``::
 - ``Wrong`` answers are plausible mistakes with the message a student should read. They calibrate
   the tolerances (each must miss every case of its function by >= 100x the tolerance, unless the
   case lists it in ``blind_to``) and diagnose failures in feedback and public tests.
+- ``Mutation``s are plausible wrong *submissions*: the source's solution cell with one edit. The
+  end-to-end test grades each in a real sandboxed kernel and checks the feedback names the part.
 """
 from __future__ import annotations
 
@@ -85,10 +87,23 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Mutation:
+    """A wrong submission: solution cell ``cell`` with ``old`` replaced by ``new``. Grading it must
+    fail case ``fails`` and put ``hint`` (a fragment of the expected message) in the feedback."""
+    name: str
+    cell: str
+    old: str
+    new: str
+    fails: str
+    hint: str
+
+
+@dataclass(frozen=True)
 class AssignmentCases:
     assignment: str
     functions: tuple[GradedFunction, ...]
     cases: tuple[Case, ...]
+    mutations: tuple[Mutation, ...] = ()
 
     def __post_init__(self):
         names = {function.name for function in self.functions}
@@ -98,6 +113,9 @@ class AssignmentCases:
         for case in self.cases:
             if case.function not in names:
                 raise ValueError(f"case {case.key} tests {case.function!r}, which is not a graded function {sorted(names)}")
+        for mutation in self.mutations:
+            if mutation.fails not in keys:
+                raise ValueError(f"mutation {mutation.name} must fail a known case, not {mutation.fails!r}")
 
     def function(self, name: str) -> GradedFunction:
         return next(function for function in self.functions if function.name == name)

@@ -82,8 +82,8 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
     """Every leak found in ``bundle`` (see the module docstring); empty when there is none."""
     bundle = Path(bundle)
     problems = []
-    secret_files = {_digest(path): path for path in course_dir().rglob("*") if path.is_file()
-                    and path.name != "nbgrader_config.py"}
+    secret_files = {_digest(path): path for folder in ("source", "cases", "references")
+                    for path in (course_dir() / folder).rglob("*") if path.is_file()}
     released = [a for a in assignments() if (bundle / "notebooks" / a.notebook_name).is_file()]
     revealing = revealing_lines(stub_from, released)
     for path in sorted(bundle.rglob("*")):

@@ -135,7 +135,7 @@ def build_release(out: Path, through: int | None = None) -> dict:
     """Build the student bundle in ``out`` (which must not exist or be empty); returns the manifest."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+        raise ValueError(f"{out} exists and is not empty; choose a new folder")
     released = _released(through)
     last = released[-1].number
     out.mkdir(parents=True, exist_ok=True)

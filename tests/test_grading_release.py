@@ -1,0 +1,90 @@
+"""The student release: built by real nbgrader, stubs what is due, leaks nothing; notebooks/ is current."""
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from flowlab import cli
+from flowlab.grading.course import assignments
+from flowlab.grading.leaks import check_leaks
+from flowlab.grading.release import build_library, build_release, graded_functions
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "bundle"
+    manifest = build_release(out)
+    return out, manifest
+
+
+def test_the_bundle_has_the_notebooks_the_library_and_the_public_data(bundle):
+    out, manifest = bundle
+    names = [a.notebook_name for a in assignments()]
+    assert manifest["notebooks"] == names and manifest["through"] == f"{assignments()[-1].number:02d}"
+    assert all((out / "notebooks" / name).is_file() for name in names)
+    assert (out / "data" / "public" / "01_flow_matching.npz").is_file()
+    assert (out / "data" / "checkpoints" / "moons.safetensors").stat().st_mode & 0o044 == 0o044, "readable by all"
+    assert not (out / "flowlab" / "grading" / "grade.py").exists(), "the grader's host side stays home"
+    assert (out / "flowlab" / "grading" / "hidden.py").is_file(), "hidden test cells need it when graded"
+    assert json.loads((out / "release.json").read_text()) == manifest
+
+
+def test_stubbed_functions_raise_and_say_where_they_are_implemented(bundle):
+    out, manifest = bundle
+    assert set(manifest["stubbed"]) >= {"flowlab.paths:interpolate", "flowlab.train:flow_matching_loss"}
+    code = ("import torch, flowlab.paths as p\n"
+            "try:\n    p.interpolate(torch.zeros(1, 2), torch.ones(1, 2), 0.5)\n"
+            "except NotImplementedError as e:\n    print('stub:', e)\n"
+            "print(p.target_velocity(torch.zeros(1, 2), torch.ones(1, 2)).tolist())")
+    result = subprocess.run([sys.executable, "-c", code], cwd=out, env={"PYTHONPATH": str(out), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    assert "stub: implemented in notebook 01_flow_matching" in result.stdout, result.stderr
+    assert "[[1.0, 1.0]]" in result.stdout, "functions that are not graded still work"
+
+
+def test_the_bundle_leaks_nothing(bundle):
+    out, _ = bundle
+    assert check_leaks(out, stub_from=assignments()[-1].number) == []
+
+
+def test_the_leak_check_finds_planted_leaks(bundle, tmp_path):
+    out, _ = bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assignment = assignments()[0]
+    shutil.copy2(assignment.references_file, copy / "data" / "stolen.npz")
+    notebook = copy / "notebooks" / assignment.notebook_name
+    notebook.write_text(notebook.read_text().replace("# YOUR CODE HERE", "### BEGIN SOLUTION"))
+    paths = copy / "flowlab" / "paths.py"
+    paths.write_text(paths.read_text() + "\n# return (1 - t) * x0 + t * x1\n")
+    problems = "\n".join(check_leaks(copy, stub_from=assignment.number))
+    assert "stolen.npz: a copy of references/01_flow_matching.npz" in problems
+    assert "stolen.npz: an array file outside data/public" in problems
+    assert "contains '### BEGIN SOLUTION'" in problems
+    assert "flowlab/paths.py: contains the solution line 'return (1 - t) * x0 + t * x1'" in problems
+
+
+def test_committed_student_notebooks_are_up_to_date(bundle):
+    """notebooks/ must equal what nbgrader generates now: run `flowlab release --notebooks`."""
+    out, _ = bundle
+    for assignment in assignments():
+        generated = nbformat.read(out / "notebooks" / assignment.notebook_name, as_version=4)
+        committed = nbformat.read(assignment.student_notebook, as_version=4)
+        assert committed == generated, f"{assignment.student_notebook} is stale: run `flowlab release --notebooks`"
+        assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code")
+
+
+def test_through_a_later_notebook_stubs_only_what_is_due(tmp_path):
+    last = assignments()[-1].number
+    assert graded_functions(last + 1) == []
+    assert build_library(tmp_path, stub_from=last + 1) == []
+    assert "raise NotImplementedError" not in (tmp_path / "flowlab" / "paths.py").read_text()
+
+
+def test_release_into_a_non_empty_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "something").write_text("x")
+    assert cli.main(["release", "--out", str(tmp_path)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
