@@ -103,9 +103,15 @@ class Listener:
         self.server.close()
 
 
+def outside(submissions, results, token) -> list:
+    """Places a notebook must not be able to write to."""
+    return [submissions / "solution" / ASSIGNMENT.name / "pwned.txt", results / "pwned.txt",
+            ASSIGNMENT.references_file.parent / "pwned.txt", repository_dir() / "pwned.txt",
+            *(f"{folder}/pwned-{token}" for folder in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"))]
+
+
 def hostile_cell(submissions, results, port, token) -> str:
-    targets = [submissions / "solution" / ASSIGNMENT.name / "pwned.txt", results / "pwned.txt",
-               ASSIGNMENT.references_file.parent / "pwned.txt", repository_dir() / "pwned.txt", f"/tmp/pwned-{token}"]
+    targets = outside(submissions, results, token)
     return f'''
 import glob, socket
 def readable(path):
@@ -298,9 +304,7 @@ def test_the_cheater_reads_writes_and_connects_nothing(batch):
     assert batch["first"][("mallory", ASSIGNMENT.name)].score == 0, \
         "a read of the references, the library or another student's work succeeded"
     assert not batch["listener"].connected, "the notebook reached the network"
-    written = [batch["submissions"] / "solution" / ASSIGNMENT.name / "pwned.txt", batch["results"] / "pwned.txt",
-               ASSIGNMENT.references_file.parent / "pwned.txt", repository_dir() / "pwned.txt",
-               f"/tmp/pwned-{batch['token']}"]
+    written = outside(batch["submissions"], batch["results"], batch["token"])
     assert not [str(path) for path in written if os.path.exists(path)]
 
 

@@ -28,7 +28,8 @@ def source(assignment):
 
 
 def defined_functions(cell) -> dict[str, ast.FunctionDef]:
-    return {node.name: node for node in ast.parse(cell.source).body if isinstance(node, ast.FunctionDef)}
+    python = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    return {node.name: node for node in ast.parse(python).body if isinstance(node, ast.FunctionDef)}
 
 
 def parameters(node: ast.FunctionDef) -> list[tuple[str, bool]]:

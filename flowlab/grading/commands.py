@@ -6,6 +6,7 @@ exit code.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,10 @@ def run_grade(args: argparse.Namespace) -> int:
     results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits, only=args.assignment,
                     keep_work=args.keep_work, level=args.isolation, hide=args.hide)
     statuses = Counter(result.status for result in results)
+    setting = json.loads((Path(args.out) / "grading.json").read_text())
+    print(f"sandbox: {setting['isolation']}" + (f" ({setting['why']})" if setting["why"] else "")
+          + ("; WARNING: without root the notebooks run as you and can read what you can"
+             if setting["isolation"] == "limits" else ""))
     print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs: "
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")

@@ -33,7 +33,7 @@ def _client(notebook, cell_timeout: float, deadline: float):
         return max(1, int(min(cell_timeout, deadline - time.monotonic())))
 
     return NotebookClient(notebook, km=manager, timeout_func=timeout, allow_errors=True, interrupt_on_timeout=True,
-                          error_on_timeout=CELL_ERROR, record_timing=False, store_widget_state=False,
+                          error_on_timeout=CELL_ERROR, record_timing=False, store_widget_state=True,
                           startup_timeout=120, iopub_timeout=10, shutdown_kernel="immediate")
 
 
@@ -59,6 +59,8 @@ def execute(path: Path, cell_timeout: float, notebook_timeout: float, keep_outpu
                 except DeadKernelError:
                     status = "kernel_died"
                     break
+                except Exception as error:  # nbclient choking on a cell's messages (e.g. odd widgets): go on
+                    errors.append({"cell": cell.get("id", str(index)), "error": f"executor: {type(error).__name__}"})
                 executed += 1
                 errors += [{"cell": cell.get("id", str(index)), "error": output.get("ename", "")[:80]}
                            for output in cell.get("outputs", []) if output.get("output_type") == "error"]

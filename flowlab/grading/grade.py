@@ -190,7 +190,8 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
     try:
         courses = prepare_courses(work, only)
         found = discover(Path(submissions), list(courses), only)
-        level = level or sandbox.probe_isolation(work, limits).level
+        isolation = sandbox.Isolation(level, "chosen by the caller") if level else sandbox.probe_isolation(work, limits)
+        level = isolation.level
         hidden = sorted(set(sandbox.default_hide() + [str(Path(submissions).resolve()), str(out)] + (hide or [])))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = list(pool.map(lambda item: grade_one(item[0], item[1], courses.get(item[1].assignment), work,
@@ -204,7 +205,7 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         write_scores(out / "gradebook.db", layouts, [
             GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
                              {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
-        (out / "grading.json").write_text(json.dumps({"isolation": level, "jobs": jobs,
+        (out / "grading.json").write_text(json.dumps({"isolation": level, "why": isolation.reason, "jobs": jobs,
                                                       "limits": limits.__dict__}, indent=1) + "\n")
         return results
     finally:

@@ -26,7 +26,9 @@ class ReferenceSet:
         return cls(*load_bundle(path))
 
     def keys(self, function: str | None = None) -> list[str]:
-        return [key for key, case in self.meta["cases"].items() if function in (None, case["function"])]
+        """Case keys (of ``function``'s cases only, if given) in the order the cases file defines them."""
+        order = self.meta.get("order", sorted(self.meta["cases"]))
+        return [key for key in order if function in (None, self.meta["cases"][key]["function"])]
 
     def case(self, key: str) -> dict:
         return self.meta["cases"][key]

@@ -92,7 +92,7 @@ def build(cases: AssignmentCases, public: bool) -> tuple[dict[str, np.ndarray], 
         arrays.update(case_arrays)
     meta = {"format": FORMAT, "assignment": cases.assignment, "kind": "public" if public else "hidden",
             "dtype": "float64", "device": "cpu", "generated_by": "flowlab references", "versions": versions(),
-            "functions": {f.name: f.library for f in cases.functions}, "cases": entries}
+            "functions": {f.name: f.library for f in cases.functions}, "order": list(entries), "cases": entries}
     return arrays, meta
 
 

@@ -88,7 +88,7 @@ def default_hide() -> list[str]:
     from flowlab.grading.course import course_dir, repository_dir
 
     paths = [repository_dir(), course_dir(), Path(flowlab.__file__).resolve().parent, Path.home(),
-             *map(Path, ("/tmp", "/var/tmp", "/dev/shm"))]
+             *map(Path, ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"))]
     return sorted({os.path.realpath(path) for path in paths if path.exists()})
 
 
@@ -112,10 +112,13 @@ def environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
 def jail_spec(job: Job, level: str, argv_tail: list[str], limits: Limits) -> dict:
     """The spec that ``flowlab.grading.jail`` carries out for ``job`` at isolation ``level``."""
     inside = level == "namespaces"
+    rlimits = limits.rlimits()
+    if level == "limits":       # RLIMIT_NPROC counts every process of the user: without a user of
+        del rlimits["RLIMIT_NPROC"]   # its own, it would limit the grader and the other jobs too
     box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if inside else (str(job.box), str(job.bundle))
     return {"mounts": inside, "hide": job.hide if inside else [], "keep": _python_install() if inside else [],
             "binds": [[str(job.box), box, False], [str(job.bundle), bundle, True]] if inside else [],
-            "uid": job.uid if level in ("namespaces", "user") else None, "limits": limits.rlimits(),
+            "uid": job.uid if level in ("namespaces", "user") else None, "limits": rlimits,
             "cwd": box, "env": environment(box, bundle, limits), "argv": [sys.executable, *argv_tail]}
 
 
@@ -176,7 +179,7 @@ def probe_isolation(work: Path, limits: Limits) -> Isolation:
     if os.geteuid() != 0:
         return Isolation("limits", "not running as root: no separate user, no namespaces")
     expected = os.path.realpath(sys.base_prefix)
-    probe = f"import sys, os, torch, nbclient; print(os.path.realpath(sys.base_prefix)); print(os.getuid())"
+    probe = "import sys, os, torch, nbclient; print(os.path.realpath(sys.base_prefix)); print(os.getuid())"
     reasons = []
     for level in LEVELS[:-1]:
         if level == "namespaces" and shutil.which("unshare") is None:
