@@ -9,7 +9,6 @@ allocates, forks, writes a huge file and exits; a kernel killer; a function that
 cell that ignores interrupts. Then three of them are graded again, to compare.
 """
 import csv
-import json
 import os
 import secrets
 import shutil
@@ -23,7 +22,7 @@ import pytest
 from flowlab.grading.cases import load_cases
 from flowlab.grading.course import assignments, repository_dir
 from flowlab.grading.grade import Course, grade
-from flowlab.grading.sandbox import Limits
+from flowlab.grading.sandbox import Limits, probe_isolation
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = assignments()
@@ -148,7 +147,7 @@ try:
     block = bytearray(64 * 2**30)          # over the address-space limit: MemoryError
 except MemoryError:
     pass
-for _ in range(1000):                      # a bounded fork bomb: stopped by the process limit
+for _ in range(200):                       # a bounded fork bomb: stopped by the process limit
     try:
         pid = os.fork()
     except OSError:
@@ -170,15 +169,16 @@ time.sleep(10_000)
 """
 
 
-def hostile(submissions, results, port, token) -> dict[str, bytes]:
-    """The hostile students, all on the first assignment, all with the right solutions."""
+def hostile(submissions, results, port, token, level) -> dict[str, bytes]:
+    """The hostile students, all on the first assignment, all with the right solutions. The cheater
+    only where the sandbox is complete: elsewhere its writes would land in this checkout."""
     right = solutions(ASSIGNMENT)
     cells = list(right)
     first_hidden = next(cell for cell in points(ASSIGNMENT))
     guarded = {cell: after_docstring(code, "if not (STOLE_REFERENCES or STOLE_LIBRARY or STOLE_WORK):\n"
                                            "    raise RuntimeError('nothing stolen')") for cell, code in right.items()}
     slow = dict(right, **{cells[-1]: after_docstring(right[cells[-1]], "while True:\n    pass")})
-    return {
+    students = {
         "gina": b"this is not a notebook",
         "ken": notebook(ASSIGNMENT, right, after={first_hidden: "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"}),
         "hog": notebook(ASSIGNMENT, right, after={setup_cell(ASSIGNMENT): HOG, cells[0]: HOG_MORE}),
@@ -187,6 +187,9 @@ def hostile(submissions, results, port, token) -> dict[str, bytes]:
         "slowpoke": notebook(ASSIGNMENT, slow),
         "sleeper": notebook(ASSIGNMENT, right, after={setup_cell(ASSIGNMENT): SLEEPER}),
     }
+    if level != "namespaces":
+        del students["mallory"]
+    return students
 
 
 @pytest.fixture(scope="module")
@@ -194,13 +197,16 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
     submissions, results, again = root / "submitted", root / "results", root / "again"
     listener, token = Listener(), secrets.token_hex(6)
+    probe = root / "probe"
+    probe.mkdir(mode=0o711)
+    level = probe_isolation(probe, LIMITS).level
     entries: dict[tuple[str, str], bytes] = {}
     for assignment in ASSIGNMENTS:
         entries[("solution", assignment.name)] = notebook(assignment, solutions(assignment))
         entries[("release", assignment.name)] = notebook(assignment)
         for mutation in load_cases(assignment).mutations:
             entries[(f"mutant-{assignment.number:02d}-{mutation.name}", assignment.name)] = mutated(assignment, mutation)
-    for student, data in hostile(submissions, results, listener.port, token).items():
+    for student, data in hostile(submissions, results, listener.port, token, level).items():
         entries[(student, ASSIGNMENT.name)] = data
     for (student, name), data in entries.items():
         (submissions / student / name).mkdir(parents=True)
@@ -209,15 +215,15 @@ def batch(tmp_path_factory):
         for assignment in ASSIGNMENTS:
             archive.writestr(f"frank/{assignment.name}/{assignment.notebook_name}", entries[("solution", assignment.name)])
     try:
-        first = grade(submissions, results, jobs=2, limits=LIMITS)
+        first = grade(submissions, results, jobs=2, limits=LIMITS, level=level)
     finally:
         listener.close()
     subset = root / "subset"
     for student in ("solution", f"mutant-{ASSIGNMENT.number:02d}-{load_cases(ASSIGNMENT).mutations[0].name}", "gina"):
         shutil.copytree(submissions / student, subset / student)
-    second = grade(subset, again, jobs=2, limits=LIMITS)
+    second = grade(subset, again, jobs=2, limits=LIMITS, level=level)
     print("seconds per submission:", {f"{r.student}/{r.assignment}": round(r.seconds, 1) for r in first})
-    return {"results": results, "again": again, "entries": entries, "listener": listener, "token": token,
+    return {"results": results, "again": again, "entries": entries, "listener": listener, "token": token, "level": level,
             "submissions": submissions, "first": {(r.student, r.assignment): r for r in first}}
 
 
@@ -299,7 +305,7 @@ def test_a_notebook_past_its_time_limit_is_stopped(batch):
 
 
 def test_the_cheater_reads_writes_and_connects_nothing(batch):
-    if json.loads((batch["results"] / "grading.json").read_text())["isolation"] != "namespaces":
+    if batch["level"] != "namespaces":
         pytest.skip("full isolation needs root and unshare")
     assert batch["first"][("mallory", ASSIGNMENT.name)].score == 0, \
         "a read of the references, the library or another student's work succeeded"
