@@ -67,6 +67,7 @@ def save(path: str | Path, model: nn.Module, meta: dict | None = None) -> tuple[
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(weights_path))
+    weights_path.chmod(0o644)  # safetensors writes 0600; a checkpoint is data that graders and students read
     meta_path.write_text(text + "\n")
     return weights_path, meta_path
 
