@@ -111,7 +111,7 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("mnist-clean-classifier", "mnist_clean_classifier", lambda: models.CleanClassifier(),
            classification_objective(), steps=1000),
     Recipe("mnist-condition", "mnist_condition", lambda: models.ImageConditionedUNet(), condition_objective(0.1),
-           steps=3000, extra={"conditions": "top half (even rows), 4x low resolution (odd rows)",
+           steps=1000, extra={"conditions": "top half (even rows), 4x low resolution (odd rows)",
                               "condition_dropout_p": 0.1}),
     Recipe("mnist-reflow", "mnist_reflow", lambda: pretrained.load("mnist_cfg"), reflow_objective, steps=2000,
            lr=5e-4, data=teacher_pairs, extra={"teacher": TEACHER}),
