@@ -4,7 +4,8 @@ Five tables, all measured with the separately trained evaluation classifier ``mn
 
 a. the CFG sweep over w: class accuracy rises and within-class diversity falls as w grows;
 b. CFG at the best w of the sweep, 1,000 samples (100 a class), 20 NFE with several solvers and
-   grids: accuracy (target >= 98%) and Frechet distance (target <= 3x the real-vs-real floor);
+   grids: accuracy (target >= 98%) and Frechet distance (target <= 3x the real-vs-real floor); and
+   at the next w of the sweep, because the best w sits where accuracy just reaches the target;
 c. classifier guidance on the unconditional velocity, with the noisy and with the clean classifier;
 d. inversion + regeneration of real test digits: reconstruction error vs NFE and solver;
 e. wall time to sample 100 digits with CFG at 20 NFE (target < 10 s).
@@ -27,12 +28,12 @@ from flowlab.editing import reconstruction_error, regenerate
 from flowlab.metrics import class_accuracy
 from flowlab.solvers import nfe
 
-CFG_WS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
+CFG_WS = (0.0, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
 TARGET_ACCURACY = 0.98
 TARGET_FRECHET_RATIO = 3.0
 TARGET_SECONDS = 10.0
 # (method, schedule, steps, schedule parameters): every choice spends 20 NFE.
-SOLVER_CHOICES = (("euler", "uniform", 20, {}), ("heun", "uniform", 10, {}), ("adams", "uniform", 20, {}),
+SOLVER_CHOICES = (("euler", "uniform", 20, {}), ("heun", "uniform", 10, {}),
                   ("adams", "logsnr", 20, {"logsnr_min": -5.0, "logsnr_max": 5.0}))
 
 
@@ -44,7 +45,7 @@ class BenchSizes:
     steps: int = 20
     best_per_class: int = 100
     solver_choices: tuple = SOLVER_CHOICES
-    guidance_ws: tuple[float, ...] = (1.0, 3.0, 10.0)
+    guidance_ws: tuple[float, ...] = (3.0, 10.0, 20.0)
     guidance_t_mins: tuple[float, ...] = (0.1, 0.3)
     guidance_per_class: int = 20
     inversion_per_class: int = 10
@@ -97,6 +98,16 @@ def best_guidance_weight(rows: list[dict], target_accuracy: float = TARGET_ACCUR
     if accurate:
         return min(accurate, key=lambda row: row["frechet"])["w"]
     return max(rows, key=lambda row: (row["accuracy"], -row["frechet"]))["w"]
+
+
+def weights_to_confirm(rows: list[dict], best: float) -> list[float]:
+    """``best`` and the next larger ``w`` of the sweep (if any): the weights scored on 1,000 samples.
+
+    The best w is the smallest that reaches the accuracy target on the sweep's samples, so on new
+    noise its accuracy lands on either side of the target; the next w shows the trade-off.
+    """
+    larger = sorted(row["w"] for row in rows if row["w"] > best)
+    return [best] + larger[:1]
 
 
 @torch.no_grad()
@@ -185,12 +196,12 @@ def format_sweep_table(rows: list[dict], real_diversity: float) -> str:
 
 
 def format_solver_table(rows: list[dict]) -> str:
-    lines = [f"{'method':<9}{'grid':<34}{'steps':>6}{'NFE':>5}{'passes':>8}{'accuracy':>10}{'Frechet':>9}"
+    lines = [f"{'w':>5}  {'method':<9}{'grid':<34}{'steps':>6}{'NFE':>5}{'passes':>8}{'accuracy':>10}{'Frechet':>9}"
              f"{'floor':>8}{'ratio':>7}  targets"]
     for r in rows:
         ratio = r["frechet"] / r["frechet_floor"]
         ok = r["accuracy"] >= TARGET_ACCURACY and ratio <= TARGET_FRECHET_RATIO
-        lines.append(f"{r['method']:<9}{r['schedule']:<34}{r['steps']:>6}{r['nfe']:>5}{r['passes']:>8}"
+        lines.append(f"{r['w']:>5g}  {r['method']:<9}{r['schedule']:<34}{r['steps']:>6}{r['nfe']:>5}{r['passes']:>8}"
                      f"{r['accuracy']:>10.1%}{r['frechet']:>9.2f}{r['frechet_floor']:>8.2f}{ratio:>7.2f}  "
                      f"{'met' if ok else 'missed'}")
     return "\n".join(lines)
@@ -225,10 +236,12 @@ def run_bench(models: MnistModels, sizes: BenchSizes, seed: int = 0, out=print) 
     real_diversity = mnist_eval.real_class_diversity(sizes.sweep_per_class, models.eval, seed)
     out(format_sweep_table(sweep, real_diversity) + "\n")
     w = best_guidance_weight(sweep)
-    out(f"(b) CFG at w = {w:g} (lowest Frechet among w with accuracy >= {TARGET_ACCURACY:.0%} in (a)), "
-        f"{10 * sizes.best_per_class} samples ({sizes.best_per_class} a class) on new noise; targets: accuracy "
-        f">= {TARGET_ACCURACY:.0%}, Frechet <= {TARGET_FRECHET_RATIO:g}x floor (real vs real, same sizes)")
-    solvers = solver_rows(models, w, sizes.solver_choices, sizes.best_per_class, seed + 1)
+    confirm = weights_to_confirm(sweep, w)
+    out(f"(b) CFG at w = {w:g} (lowest Frechet among w with accuracy >= {TARGET_ACCURACY:.0%} in (a)) and at the next "
+        f"w of the sweep, {10 * sizes.best_per_class} samples ({sizes.best_per_class} a class) on new noise; targets: "
+        f"accuracy >= {TARGET_ACCURACY:.0%}, Frechet <= {TARGET_FRECHET_RATIO:g}x floor (real vs real, same sizes)")
+    solvers = [row for w_b in confirm
+               for row in solver_rows(models, w_b, sizes.solver_choices, sizes.best_per_class, seed + 1)]
     out(format_solver_table(solvers) + "\n")
     out(f"(c) classifier guidance on the unconditional velocity, euler {steps} steps, {10 * sizes.guidance_per_class} "
         "samples; each NFE = 1 UNet pass + 1 classifier forward/backward (for t >= t_min)")

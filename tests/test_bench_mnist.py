@@ -102,6 +102,12 @@ def test_best_guidance_weight(rows, best):
     assert bench_mnist.best_guidance_weight(rows) == best
 
 
+def test_the_next_larger_weight_is_confirmed_too():
+    rows = [{"w": w} for w in (0.0, 1.0, 1.5, 2.0)]
+    assert bench_mnist.weights_to_confirm(rows, 1.0) == [1.0, 1.5]
+    assert bench_mnist.weights_to_confirm(rows, 2.0) == [2.0]
+
+
 def test_best_guidance_weight_needs_rows():
     with pytest.raises(ValueError, match="at least one row"):
         bench_mnist.best_guidance_weight([])
