@@ -113,7 +113,7 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("mnist-condition", "mnist_condition", lambda: models.ImageConditionedUNet(), condition_objective(0.1),
            steps=1000, extra={"conditions": "top half (even rows), 4x low resolution (odd rows)",
                               "condition_dropout_p": 0.1}),
-    Recipe("mnist-reflow", "mnist_reflow", lambda: pretrained.load("mnist_cfg"), reflow_objective, steps=2000,
+    Recipe("mnist-reflow", "mnist_reflow", lambda: pretrained.load("mnist_cfg"), reflow_objective, steps=800,
            lr=5e-4, data=teacher_pairs, extra={"teacher": TEACHER}),
 )}
 

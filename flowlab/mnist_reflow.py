@@ -17,7 +17,7 @@ from flowlab import pretrained
 from flowlab.mnist_eval import sample_digits
 from flowlab.train import flow_matching_loss
 
-TEACHER = {"checkpoint": "mnist_cfg", "w": 1.5, "method": "euler", "steps": 20, "pairs": 4000}
+TEACHER = {"checkpoint": "mnist_cfg", "w": 1.5, "method": "euler", "steps": 20, "pairs": 2000}
 
 
 @dataclass(frozen=True)
