@@ -33,14 +33,22 @@ def sample_digits(model, labels: torch.Tensor, w: float, steps: int = 20, method
     """Digits of class ``labels`` from the CFG velocity ``v_u + w (v_c - v_u)`` (``w = 1``: plain
     conditional), integrated from ``noise`` (or ``digit_noise(len(labels), seed)``) on
     ``schedules.get(schedule, steps)``. Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1]."""
+    return integrate_by_label(model, labels, lambda y: classifier_free_guidance(model, y, w), steps, method,
+                              schedule, noise, seed, batch_size)
+
+
+def integrate_by_label(model, labels: torch.Tensor, velocity_for, steps: int, method: str, schedule: str,
+                       noise: torch.Tensor | None, seed: int, batch_size: int) -> torch.Tensor:
+    """Integrate ``velocity_for(y)`` (a velocity for the labels ``y`` of one batch) from ``noise``
+    (default ``digit_noise(len(labels), seed)``) on ``schedules.get(schedule, steps)``, ``batch_size``
+    digits at a time on ``model``'s device. Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1]."""
     noise = digit_noise(len(labels), seed) if noise is None else noise
     device = next(model.parameters()).device
     ts = schedules.get(schedule, steps)
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
-        velocity = classifier_free_guidance(model, y, w)
-        out.append(integrate(velocity, noise[start:start + batch_size].to(device), ts, method).cpu())
+        out.append(integrate(velocity_for(y), noise[start:start + batch_size].to(device), ts, method).cpu())
     return torch.cat(out).clamp(-1, 1)
 
 
@@ -140,16 +148,11 @@ def classifier_guided_digits(model, classifier, labels: torch.Tensor, w: float, 
     pass plus, where ``t >= t_min``, one classifier forward and backward pass (for the gradient).
     Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1].
     """
-    noise = digit_noise(len(labels), seed) if noise is None else noise
-    device = next(model.parameters()).device
-    ts = schedules.get(schedule, steps)
-    out = []
-    for start in range(0, len(labels), batch_size):
-        y = labels[start:start + batch_size].to(device)
+    def velocity_for(y: torch.Tensor):
         unconditional = classifier_free_guidance(model, y, 0.0)        # w = 0: the null label only
-        velocity = classifier_guidance(unconditional, log_prob_grad_from_classifier(classifier, y), w, t_min)
-        out.append(integrate(velocity, noise[start:start + batch_size].to(device), ts, method).cpu())
-    return torch.cat(out).clamp(-1, 1)
+        return classifier_guidance(unconditional, log_prob_grad_from_classifier(classifier, y), w, t_min)
+
+    return integrate_by_label(model, labels, velocity_for, steps, method, schedule, noise, seed, batch_size)
 
 
 def class_diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
