@@ -4,9 +4,12 @@
     flowlab train toy --data moons --steps N --out P   train the 2D MLP, save a checkpoint
     flowlab sample --checkpoint moons --out s.png      sample a 2D model, save a scatter plot
     flowlab bench samplers [--quick]                   solver error vs NFE table
+    flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
+    flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
+    flowlab references | release | grade               the course: references, student bundle, grading
 
 Each subcommand is one small function registered with ``@command(words..., arguments=[...])``; the
-parser is built from the registry, so adding ``train mnist-cfg`` or ``grade`` is one more function.
+parser is built from the registry, so a new command is one more function.
 Mistakes (an unknown data set, a bad number, a missing file) print one line and exit with code 2,
 without a traceback (set ``FLOWLAB_TRACEBACK=1`` to see it).
 """

@@ -152,6 +152,6 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
         raise ValueError("frechet_distance needs at least 2 points in each set")
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
     trace = np.trace(cov_a + cov_b - 2 * root.real)
     return float(((mean_a - mean_b) ** 2).sum() + trace)

@@ -3,7 +3,9 @@
 * ``sample_digits``: class-conditional samples with classifier-free guidance, any solver and grid.
 * ``quality``: class accuracy under ``mnist_eval`` and the Frechet distance in its feature space
   against held-out test digits, beside the real-vs-real floor of the same sizes.
-* ``evaluate_checkpoint``: the metrics a recipe records in its checkpoint's JSON.
+* ``classifier_guided_digits``: classifier guidance on the unconditional velocity.
+* ``class_diversity``, ``guidance_sweep``: accuracy, diversity and Frechet distance against w.
+* ``recipe_metrics``: the metrics a recipe records in its checkpoint's JSON.
 """
 from __future__ import annotations
 
