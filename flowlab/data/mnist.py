@@ -141,11 +141,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 def default_root() -> Path:
     """The MNIST folder: ``$FLOWLAB_DATA/mnist`` if set (read at each call), else the repo's ``data/mnist``."""
-    override = os.environ.get("FLOWLAB_DATA")
-    if override:
-        return Path(override) / "mnist"
-    import flowlab  # late import: this module is imported by flowlab.data while flowlab initialises
-    return Path(flowlab.__file__).resolve().parents[1] / "data" / "mnist"
+    from flowlab.pretrained import data_dir  # late import: flowlab.data is imported while flowlab initialises
+
+    return data_dir() / "mnist"
 
 
 def _local_file(root: Path, name: str) -> Path | None:
