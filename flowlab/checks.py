@@ -39,6 +39,13 @@ def require_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"shapes must match, got {listed}")
 
 
+def require_positive_int(name: str, value) -> int:
+    """Return ``value`` if it is a positive int (not a bool), else a ``ValueError`` naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def require_choice(name: str, value: str, choices) -> str:
     """Return ``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
     if value not in choices:

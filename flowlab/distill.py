@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from flowlab import schedules
-from flowlab.checks import require_batch, require_same_shape
+from flowlab.checks import require_batch, require_positive_int, require_same_shape
 from flowlab.solvers import integrate
 from flowlab.train import Batch, TrainResult, train
 
@@ -37,8 +37,7 @@ def reflow_pairs(velocity: Velocity, n: int, ts, method: str = "heun",
     a time if given. Returns ``(z, x1)``, both ``(n, *shape)``: ``x1[i]`` is where the teacher's ODE
     takes ``z[i]``, which is the whole point: the pairing must not be shuffled.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    require_positive_int("n", n)
     if noise is None:
         z = torch.randn((n, *shape), generator=generator, dtype=torch.float32)
         z = z.to(device) if device is not None else z

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from flowlab.checks import require_batch, time_grid
+from flowlab.checks import require_batch, require_positive_int, time_grid
 
 
 def _point_cloud(name: str, points: torch.Tensor) -> torch.Tensor:
@@ -56,8 +56,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 128,
     (exactly ``|s|`` in 1D). Returns a float.
     """
     a, b = _clouds(a, b)
-    if not isinstance(n_proj, int) or n_proj < 1:
-        raise ValueError(f"n_proj must be a positive int, got {n_proj!r}")
+    require_positive_int("n_proj", n_proj)
     directions = torch.randn(n_proj, a.shape[1], generator=generator, dtype=torch.float64)
     directions = directions / directions.norm(dim=1, keepdim=True)
     directions = directions.to(device=a.device, dtype=a.dtype)
@@ -89,8 +88,7 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor, chunk_size: int = 1024) ->
     about ``chunk_size * 20,000 * 8`` bytes (160 MB at the default), not 3.2 GB. Returns a float.
     """
     a, b = _clouds(a, b)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    require_positive_int("chunk_size", chunk_size)
     a, b = a.double(), b.double()
     between = _mean_distance(a, b, chunk_size)
     within_a = _mean_distance(a, a, chunk_size)

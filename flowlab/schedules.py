@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from flowlab.checks import require_choice
+from flowlab.checks import require_choice, require_positive_int
 
 
 def sigma_from_t(t: torch.Tensor) -> torch.Tensor:
@@ -39,9 +39,7 @@ def t_from_logsnr(logsnr: torch.Tensor) -> torch.Tensor:
 
 
 def _check_steps(n) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"the number of steps n must be a positive int, got {n!r}")
-    return n
+    return require_positive_int("the number of steps n", n)
 
 
 def _pin_ends(t: torch.Tensor) -> torch.Tensor:

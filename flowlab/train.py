@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flowlab.checks import require_batch, require_choice, require_same_shape, require_tensor
+from flowlab.checks import require_batch, require_choice, require_positive_int, require_same_shape, require_tensor
 from flowlab.paths import interpolate, target_velocity
 
 
@@ -215,8 +215,7 @@ def train(model: nn.Module, sample_batch: Callable, steps: int, batch_size: int 
     ``generator`` (an int seed or a CPU ``torch.Generator``): fix it and the model's initial
     weights, and the run is reproducible. ``progress=False`` hides the tqdm bar.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    require_positive_int("batch_size", batch_size)
     if label_dropout_p and getattr(model, "null_label", None) is None:
         raise ValueError("label_dropout_p > 0 needs a class-conditional model with a `null_label`")
     device = _model_device(model)

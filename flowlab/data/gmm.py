@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from flowlab.checks import TimeLike, require_batch, time_batch
+from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
 
 
 class GaussianMixture:
@@ -69,8 +69,7 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Draw ``n`` data points ``x1``, shape ``(n, D)``. Returns the components' draw on CPU."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        require_positive_int("n", n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return (self.means[k] + self.std[k, None] * noise).to(dtype)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowlab.checks import require_choice
+from flowlab.checks import require_choice, require_positive_int
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -365,8 +365,7 @@ def subset(data: MnistData, per_class: int, generator: torch.Generator | int | N
     """
     if not isinstance(data, MnistData):
         raise TypeError(f"data must be an MnistData (from mnist.load), got {type(data).__name__}")
-    if not isinstance(per_class, int) or isinstance(per_class, bool) or per_class < 1:
-        raise ValueError(f"per_class must be a positive int, got {per_class!r}")
+    require_positive_int("per_class", per_class)
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     chosen = []

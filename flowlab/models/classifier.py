@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, time_batch
+from flowlab.checks import TimeLike, require_positive_int, time_batch
 from flowlab.models.unet import (Downsample, ResidualBlock, TimeConditioning, check_channels,
-                                 check_dropout, check_image_batch, check_positive_int, group_norm)
+                                 check_dropout, check_image_batch, group_norm)
 
 
 class ClassifierTrunk(nn.Module):
@@ -63,8 +63,8 @@ class NoisyClassifier(nn.Module):
     def __init__(self, num_classes: int = 10, time_embedding_dim: int = 64,
                  channels: tuple[int, ...] = (16, 32, 64), dropout: float = 0.0):
         super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("time_embedding_dim", time_embedding_dim)
+        require_positive_int("num_classes", num_classes)
+        require_positive_int("time_embedding_dim", time_embedding_dim)
         channels, dropout = check_channels(channels), check_dropout(dropout)
         self.config = {"num_classes": num_classes, "time_embedding_dim": time_embedding_dim,
                        "channels": list(channels), "dropout": dropout}
@@ -90,7 +90,7 @@ class CleanClassifier(nn.Module):
 
     def __init__(self, num_classes: int = 10, channels: tuple[int, ...] = (16, 32, 64), dropout: float = 0.0):
         super().__init__()
-        check_positive_int("num_classes", num_classes)
+        require_positive_int("num_classes", num_classes)
         channels, dropout = check_channels(channels), check_dropout(dropout)
         self.config = {"num_classes": num_classes, "channels": list(channels), "dropout": dropout}
         self.num_classes = num_classes
@@ -116,8 +116,8 @@ class EvalClassifier(nn.Module):
     def __init__(self, num_classes: int = 10, feature_dim: int = 128,
                  channels: tuple[int, ...] = (16, 32, 64), dropout: float = 0.0):
         super().__init__()
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("feature_dim", feature_dim)
+        require_positive_int("num_classes", num_classes)
+        require_positive_int("feature_dim", feature_dim)
         channels, dropout = check_channels(channels), check_dropout(dropout)
         self.config = {"num_classes": num_classes, "feature_dim": feature_dim,
                        "channels": list(channels), "dropout": dropout}

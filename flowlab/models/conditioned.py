@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, require_batch, require_tensor
+from flowlab.checks import TimeLike, require_batch, require_positive_int, require_tensor
 from flowlab.guidance import cfg_velocity
-from flowlab.models.unet import UNet, check_image_batch, check_positive_int
+from flowlab.models.unet import UNet, check_image_batch
 from flowlab.solvers import Velocity
 
 
@@ -48,7 +48,7 @@ def low_resolution_condition(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
     ``H`` and ``W`` divisible by ``factor`` (28 with factor 4: a 7x7 image), same shape out.
     """
     require_batch("x", x, min_dim=4)
-    check_positive_int("factor", factor)
+    require_positive_int("factor", factor)
     if x.dim() != 4 or x.shape[-2] % factor or x.shape[-1] % factor:
         raise ValueError(f"x must have shape (B, C, H, W) with H and W divisible by factor={factor}, "
                          f"got {tuple(x.shape)}")
@@ -62,7 +62,7 @@ def condition_mask(batch_size: int, p_drop: float, generator: torch.Generator | 
     Drawn on the generator's device (the CPU by default) and moved to ``device``. Pass it as
     ``model(x, t, cond, cond_mask=mask)`` while training so the model also learns the null condition.
     """
-    check_positive_int("batch_size", batch_size)
+    require_positive_int("batch_size", batch_size)
     if isinstance(p_drop, bool) or not isinstance(p_drop, (int, float)) or not 0.0 <= p_drop <= 1.0:
         raise ValueError(f"p_drop must be a probability in [0, 1], got {p_drop!r}")
     draw_device = generator.device if generator is not None else device

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from flowlab.checks import TimeLike, require_batch, time_batch
+from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
 
 
 def sinusoidal_time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0,
@@ -29,8 +29,7 @@ def sinusoidal_time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_
     spreads it over the range that the transformer/DDPM embedding was designed for (integer steps
     0..1000): the fast features tell nearby times apart, the slow ones vary smoothly across [0, 1].
     """
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    require_positive_int("dim", dim)
     if t.dim() != 1:
         raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
     dtype = torch.promote_types(t.dtype, torch.float32)   # at least float32: half precision aliases f_k t
@@ -104,8 +103,7 @@ class MLP(nn.Module):
         super().__init__()
         for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth),
                             ("time_embedding_dim", time_embedding_dim)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            require_positive_int(name, value)
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"num_classes must be None or a positive int, got {num_classes!r}")
         self.config = {"dim": dim, "hidden": hidden, "depth": depth,

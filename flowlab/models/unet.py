@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, require_batch, time_batch
+from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
 from flowlab.models.mlp import SinusoidalTimeEmbedding, labels_or_null
 
 MAX_GROUPS = 8
@@ -154,19 +154,12 @@ class TimeConditioning(nn.Module):
         return F.silu(condition)
 
 
-def check_positive_int(name: str, value) -> int:
-    """Return ``value`` if it is a positive int (not a bool), else raise a ``ValueError``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def check_channels(channels) -> tuple[int, ...]:
     """``channels`` as a non-empty tuple of positive ints (a list, e.g. from JSON, is accepted)."""
     if not isinstance(channels, (tuple, list)) or not channels:
         raise ValueError(f"channels must be a non-empty tuple of positive ints, got {channels!r}")
     for index, count in enumerate(channels):
-        check_positive_int(f"channels[{index}]", count)
+        require_positive_int(f"channels[{index}]", count)
     return tuple(channels)
 
 
@@ -212,9 +205,9 @@ class UNet(nn.Module):
         channels, dropout = check_channels(channels), check_dropout(dropout)
         for name, value in (("time_embedding_dim", time_embedding_dim), ("in_channels", in_channels),
                             ("out_channels", out_channels)):
-            check_positive_int(name, value)
+            require_positive_int(name, value)
         if num_classes is not None:
-            check_positive_int("num_classes", num_classes)
+            require_positive_int("num_classes", num_classes)
         self.config = {"channels": list(channels), "num_classes": num_classes,
                        "time_embedding_dim": time_embedding_dim, "dropout": dropout,
                        "in_channels": in_channels, "out_channels": out_channels,
