@@ -319,6 +319,7 @@ def run_references(args: argparse.Namespace) -> int:
     argument("--through", metavar="NN", help="release notebooks up to NN; functions graded in NN and later "
                                              "are stubbed (default: the last notebook)"),
     argument("--notebooks", action="store_true", help="regenerate notebooks/ from autograder/source"),
+    argument("--assignment", metavar="NN", help="with --notebooks: only this assignment (default: all)"),
 ])
 def run_release(args: argparse.Namespace) -> int:
     return _grading_commands().run_release(args)

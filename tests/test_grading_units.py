@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowlab.grading import checks, codec, feedback, restore, stubs, submissions
-from flowlab.grading.fixtures import AffineVelocity
+from flowlab.grading.fixtures import AffineVelocity, ConditionedAffineVelocity, ElementwiseClassifier
 from flowlab.grading.measures import MEASURES, MeasureError
 from flowlab.grading.record import Output, describe, open_folder, read_record, record_call, write_record
 
@@ -48,6 +48,61 @@ def test_grad_measure_explains_a_detached_loss():
 
 
 # ---- records: written in the sandbox, read without trusting -----------------------------------------
+
+def test_fixtures_round_trip_through_plain_arrays():
+    generator = torch.Generator().manual_seed(0)
+    draw = lambda *shape: torch.randn(*shape, generator=generator)
+    classifier = ElementwiseClassifier(draw(3, 4), draw(3), draw(3))
+    conditioned = ConditionedAffineVelocity(draw(1, 2, 2), draw(1, 2, 2), draw(1, 2, 2), draw(1, 2, 2))
+    x, t = draw(5, 1, 2, 2), torch.rand(5, generator=generator)
+    arrays, spec = codec.encode_inputs({"classifier": classifier, "model": conditioned}, "k|")
+    decoded = codec.decode_inputs(arrays, spec, "k|")
+    assert torch.equal(decoded["classifier"](x, t), classifier(x, t))
+    assert torch.equal(decoded["model"](x, t, x, torch.tensor([True, False, True, True, False])),
+                      conditioned(x, t, x, torch.tensor([True, False, True, True, False])))
+
+
+def test_elementwise_classifier_matches_a_linear_layer_and_its_closed_form_gradient():
+    generator = torch.Generator().manual_seed(1)
+    weight, time_weight, bias = torch.randn(3, 4, generator=generator, dtype=torch.float64), \
+        torch.randn(3, generator=generator, dtype=torch.float64), torch.randn(3, generator=generator, dtype=torch.float64)
+    classifier = ElementwiseClassifier(weight, time_weight, bias)
+    x = torch.randn(6, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(6, generator=generator, dtype=torch.float64)
+    logits = classifier(x, t)
+    assert torch.allclose(logits, x @ weight.T + t[:, None] * time_weight + bias)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    grad, = torch.autograd.grad(logits.log_softmax(-1)[torch.arange(6), y].sum(), x)
+    closed_form = weight[y] - logits.softmax(-1).detach() @ weight
+    assert torch.allclose(grad, closed_form)
+
+
+def test_conditioned_velocity_switches_between_condition_and_null():
+    ones = torch.ones(2)
+    model = ConditionedAffineVelocity(0 * ones, 0 * ones, 2 * ones, -ones)
+    x, cond = torch.zeros(2, 2), torch.full((2, 2), 3.0)
+    assert torch.equal(model(x, 0.5, cond), torch.full((2, 2), 6.0))
+    assert torch.equal(model(x, 0.5, None), torch.full((2, 2), -1.0))
+    assert model(x, 0.5, cond, torch.tensor([True, False])).tolist() == [[6.0, 6.0], [-1.0, -1.0]]
+
+
+def test_returned_velocity_measure_evaluates_the_returned_function_at_x_and_t():
+    def guidance(velocity, w):
+        return lambda x, t: w * velocity(x, t)
+
+    inputs = lambda: {"velocity": lambda x, t: x * t, "w": 2.0, "at_x": torch.ones(2), "at_t": torch.tensor([0.25, 0.5])}
+    assert MEASURES["returned_velocity"](guidance, inputs, 1)["value"].tolist() == [0.5, 1.0]
+    with pytest.raises(MeasureError, match="must return a velocity function"):
+        MEASURES["returned_velocity"](lambda velocity, w: velocity, lambda: {**inputs(), "velocity": 3}, 1)
+
+
+def test_items_measure_splits_a_tuple_and_names_its_parts():
+    outputs = MEASURES["items"](lambda a: (a, 2 * a), lambda: {"a": torch.ones(1)}, 1)
+    assert list(outputs) == ["item0", "item1"] and outputs["item1"].item() == 2.0
+    with pytest.raises(MeasureError, match="must return a tuple"):
+        MEASURES["items"](lambda a: a, lambda: {"a": torch.ones(1)}, 1)
+    assert checks.label("item1") == "returned value number 2"
+
 
 def test_record_call_keeps_outputs_and_swallows_prints_and_warnings(tmp_path):
     def noisy():

@@ -23,10 +23,12 @@ def run_references(args: argparse.Namespace) -> int:
 
 
 def run_release(args: argparse.Namespace) -> int:
+    from flowlab.grading.course import find_assignment
     from flowlab.grading.release import build_release, update_notebooks
 
     if args.notebooks:
-        for path in update_notebooks():
+        only = [find_assignment(args.assignment)] if getattr(args, "assignment", None) else None
+        for path in update_notebooks(only):
             print(f"wrote {path}")
     if args.out:
         manifest = build_release(Path(args.out), None if args.through is None else int(args.through))

@@ -2,7 +2,7 @@
 
 A test of ``flow_matching_loss(model, x1, ...)`` needs a ``model``. A trained MLP would make the
 expected loss depend on its weights and on matrix-multiply rounding (TF32 on GPUs); these fixtures
-are elementwise, so their output is exact up to one rounding, and they are rebuilt from a few
+are elementwise (sums at most), so their output is exact up to one rounding, and they are rebuilt from a few
 plain arrays (no pickle) in the student's kernel.
 
 Each fixture has ``arrays() -> {name: numpy array}`` and ``from_arrays(arrays)``; ``FIXTURES``
@@ -62,4 +62,87 @@ class AffineVelocity(nn.Module):
         return cls(tensor("scale"), tensor("shift"), tensor("label_shift") if "label_shift" in arrays else None)
 
 
-FIXTURES: dict[str, type] = {"AffineVelocity": AffineVelocity}
+def _tensor(arrays: dict[str, np.ndarray], name: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(arrays[name]))
+
+
+def _numpy(module: nn.Module) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy() for name, value in module.named_parameters()}
+
+
+class ElementwiseClassifier(nn.Module):
+    """A time-conditioned classifier with logits linear in ``x`` and ``t``, computed without a
+    matrix multiply (so TF32 on a GPU does not round it):
+
+        logits[b, c] = sum_i weight[c, i] * x[b, i] + t[b] * time_weight[c] + bias[c],
+
+    ``x: (B, ...)`` flattened to ``(B, D)``; ``weight: (C, D)``; ``time_weight``, ``bias``: ``(C,)``.
+    Its ``grad_x log softmax(logits)[y]`` is ``weight[y] - sum_c softmax_c weight[c]``, in closed form.
+    """
+
+    def __init__(self, weight: torch.Tensor, time_weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        if weight.dim() != 2 or time_weight.shape != (weight.shape[0],) or bias.shape != (weight.shape[0],):
+            raise ValueError(f"need weight (C, D), time_weight (C,), bias (C,); got {tuple(weight.shape)}, "
+                             f"{tuple(time_weight.shape)}, {tuple(bias.shape)}")
+        self.weight = nn.Parameter(weight.clone())
+        self.time_weight = nn.Parameter(time_weight.clone())
+        self.bias = nn.Parameter(bias.clone())
+
+    def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        require_batch("x", x)
+        flat = x.flatten(1)
+        if flat.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"the classifier takes x with {self.weight.shape[1]} entries per sample, got {tuple(x.shape)}")
+        times = time_batch(t, x)
+        return (flat[:, None, :] * self.weight).sum(-1) + times[:, None] * self.time_weight + self.bias
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return _numpy(self)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ElementwiseClassifier":
+        return cls(*(_tensor(arrays, name) for name in ("weight", "time_weight", "bias")))
+
+
+class ConditionedAffineVelocity(nn.Module):
+    """An image-conditioned velocity model, affine in ``x``, ``t`` and the condition:
+
+        v(x, t, cond, cond_mask) = scale * x + t * shift + m * cond_scale * cond + (1 - m) * null_shift,
+
+    with ``m = 1`` where a sample has a condition (``cond`` given and ``cond_mask`` True or None) and
+    0 otherwise; ``cond=None`` is the null condition for the whole batch. Every parameter has the
+    shape of one sample. The call signature is that of ``flowlab.models.ImageConditionedUNet``.
+    """
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor, cond_scale: torch.Tensor, null_shift: torch.Tensor):
+        super().__init__()
+        if not scale.shape == shift.shape == cond_scale.shape == null_shift.shape:
+            raise ValueError("scale, shift, cond_scale and null_shift must have the same shape")
+        self.scale, self.shift = nn.Parameter(scale.clone()), nn.Parameter(shift.clone())
+        self.cond_scale, self.null_shift = nn.Parameter(cond_scale.clone()), nn.Parameter(null_shift.clone())
+
+    def forward(self, x: torch.Tensor, t: TimeLike, cond: torch.Tensor | None = None,
+                cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+        require_batch("x", x)
+        if x.shape[1:] != self.scale.shape:
+            raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, self.scale.shape))}), got {tuple(x.shape)}")
+        velocity = self.scale * x + expand_time(time_batch(t, x), x) * self.shift
+        if cond is None:
+            return velocity + self.null_shift
+        if cond.shape != x.shape:
+            raise ValueError(f"cond must be shaped like x {tuple(x.shape)}, got {tuple(cond.shape)}")
+        present = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if cond_mask is None else cond_mask.to(x)
+        m = expand_time(present, x)
+        return velocity + m * self.cond_scale * cond + (1 - m) * self.null_shift
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return _numpy(self)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ConditionedAffineVelocity":
+        return cls(*(_tensor(arrays, name) for name in ("scale", "shift", "cond_scale", "null_shift")))
+
+
+FIXTURES: dict[str, type] = {"AffineVelocity": AffineVelocity, "ElementwiseClassifier": ElementwiseClassifier,
+                             "ConditionedAffineVelocity": ConditionedAffineVelocity}

@@ -9,6 +9,9 @@ library's reference implementation on the host, so both produce the same output 
     value        {"value": f(...)}
     grad         {"value": f(...), "grad.<param>": d f / d param for each parameter of inputs["model"]}
     seeded_pair  {"first": f(...), "second": f(...)} with two equally seeded generators: reproducible?
+    returned_velocity  {"value": f(...)(at_x, at_t)}: f returns a velocity function (guidance wrappers);
+                 the inputs named ``at_x`` and ``at_t`` are where it is evaluated, not passed to f
+    items        {"item0": f(...)[0], "item1": f(...)[1], ...}: f returns a tuple (e.g. ``(z, x1)`` pairs)
 """
 from __future__ import annotations
 
@@ -53,8 +56,27 @@ def measure_seeded_pair(function: Callable, make_inputs: Callable[[], Inputs], p
             "second": call(function, make_inputs(), positional)}
 
 
+def measure_returned_velocity(function: Callable, make_inputs: Callable[[], Inputs], positional: int) -> dict[str, Any]:
+    inputs = make_inputs()
+    at = {name: inputs.pop(name) for name in ("at_x", "at_t")}
+    returned = call(function, inputs, positional)
+    if not callable(returned):
+        raise MeasureError(f"the function must return a velocity function (x, t) -> tensor, got "
+                           f"{type(returned).__name__}: define an inner function and return it")
+    return {"value": returned(at["at_x"], at["at_t"])}
+
+
+def measure_items(function: Callable, make_inputs: Callable[[], Inputs], positional: int) -> dict[str, Any]:
+    returned = call(function, make_inputs(), positional)
+    if not isinstance(returned, (tuple, list)):
+        raise MeasureError(f"the function must return a tuple, got {type(returned).__name__}")
+    return {f"item{index}": value for index, value in enumerate(returned)}
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "value": measure_value,
     "grad": measure_grad,
     "seeded_pair": measure_seeded_pair,
+    "returned_velocity": measure_returned_velocity,
+    "items": measure_items,
 }

@@ -115,9 +115,10 @@ def generate_student_notebooks(selected: list[Assignment], destination: Path) ->
     return written
 
 
-def update_notebooks() -> list[Path]:
-    """Regenerate the committed student notebooks in ``notebooks/`` from ``autograder/source``."""
-    return generate_student_notebooks(assignments(), notebooks_dir())
+def update_notebooks(only: list[Assignment] | None = None) -> list[Path]:
+    """Regenerate the committed student notebooks in ``notebooks/`` from ``autograder/source``
+    (every assignment, or those in ``only``)."""
+    return generate_student_notebooks(assignments() if only is None else only, notebooks_dir())
 
 
 def _released(through: int | None) -> list[Assignment]:
