@@ -7,6 +7,7 @@
     flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
     flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
     flowlab references | release | grade               the course: references, student bundle, grading
+    flowlab rehearse [--assignment NN] [--grading]     run the solution notebooks against the student release, timed
 
 Each subcommand is one small function registered with ``@command(words..., arguments=[...])``; the
 parser is built from the registry, so a new command is one more function.
@@ -340,6 +341,17 @@ def run_release(args: argparse.Namespace) -> int:
 ])
 def run_grade(args: argparse.Namespace) -> int:
     return _grading_commands().run_grade(args)
+
+
+@command("rehearse", help="run the solution notebooks top to bottom against the student release; time table",
+         arguments=[
+    argument("--assignment", metavar="NN", help="only this assignment (default: all)"),
+    argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),
+    argument("--full", action="store_true", help="only the full run (every exploration cell)"),
+    argument("--keep", metavar="DIR", help="keep the executed notebooks (with outputs) here"),
+])
+def run_rehearse(args: argparse.Namespace) -> int:
+    return _grading_commands().run_rehearse(args)
 
 
 # ---- the parser and main -------------------------------------------------------------------------

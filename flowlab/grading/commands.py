@@ -58,3 +58,15 @@ def run_grade(args: argparse.Namespace) -> int:
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
     return 0
+
+
+def run_rehearse(args: argparse.Namespace) -> int:
+    from flowlab.grading.course import assignments, find_assignment
+    from flowlab.grading.rehearse import main_rows, table
+
+    selected = [find_assignment(args.assignment)] if args.assignment else assignments()
+    modes = [True] if args.grading else [False] if args.full else [False, True]
+    rows = main_rows(selected, modes, Path(args.keep) if args.keep else None)
+    print(table(rows))
+    failed = [row for row in rows if not row.ok or row.seconds > row.limit]
+    return 1 if failed else 0

@@ -1,0 +1,111 @@
+"""Run the solution notebooks as a student would: top to bottom, against the student release.
+
+    flowlab rehearse [--assignment NN] [--grading] [--keep DIR]
+
+For each assignment, the source notebook (the solution) runs in a fresh kernel, in an empty
+folder, with the library of its student release on ``PYTHONPATH`` (every function graded in this
+notebook or a later one stubbed, as in the bundle a student gets and as in grading). So a notebook
+whose exploration leans on a library function the student has not got yet fails here. Without
+``--grading`` every exploration cell runs (training, plots, widgets): the student's experience;
+with it, ``FLOWLAB_GRADING=1`` (what the grader runs, minus the sandbox). It prints a table of
+wall times and returns the rows; any cell error makes the command fail.
+
+Targets (the course's promise, on a 2-core CPU): a whole notebook within 3 minutes, grading mode
+within 60 seconds.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowlab.grading.course import Assignment, assignments
+from flowlab.grading.release import build_library, copy_data, make_readable
+
+FULL_LIMIT_S = 180.0
+GRADING_LIMIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    assignment: str
+    grading: bool
+    seconds: float
+    status: str
+    errors: tuple[str, ...]
+
+    @property
+    def limit(self) -> float:
+        return GRADING_LIMIT_S if self.grading else FULL_LIMIT_S
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and not self.errors
+
+
+def student_bundle(assignment: Assignment, folder: Path) -> Path:
+    """The library and data a student of ``assignment`` has (functions of it and later ones stubbed)."""
+    build_library(folder, stub_from=assignment.number)
+    copy_data(folder, [a for a in assignments() if a.number <= assignment.number])
+    make_readable(folder)
+    return folder
+
+
+def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
+             notebook_timeout: float = 900.0) -> Rehearsal:
+    """Execute ``assignment``'s solution notebook against its student bundle and time it."""
+    from flowlab.grading.execute import execute
+
+    with tempfile.TemporaryDirectory(prefix=f"flowlab-rehearse-{assignment.number:02d}-") as scratch:
+        root = Path(scratch)
+        bundle = student_bundle(assignment, root / "bundle")
+        work = root / "work"
+        work.mkdir()
+        notebook = work / assignment.notebook_name
+        shutil.copy2(assignment.source_notebook, notebook)
+        environment = {"PYTHONPATH": str(bundle), "FLOWLAB_DATA": str(bundle / "data"), "MPLBACKEND": "Agg",
+                       "OMP_NUM_THREADS": "1", "FLOWLAB_GRADING": "1" if grading else "0"}
+        saved = {name: os.environ.get(name) for name in environment}
+        previous_dir = os.getcwd()
+        os.environ.update(environment)
+        os.chdir(work)
+        start = time.perf_counter()
+        try:
+            executed = work / "executed.ipynb" if keep else None
+            result = execute(notebook, cell_timeout=notebook_timeout, notebook_timeout=notebook_timeout,
+                             keep_outputs=executed)
+        finally:
+            seconds = time.perf_counter() - start
+            os.chdir(previous_dir)
+            for name, value in saved.items():
+                os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            suffix = "grading" if grading else "full"
+            shutil.copy2(work / "executed.ipynb", keep / f"{assignment.name}.{suffix}.ipynb")
+    errors = tuple(f"{error['cell']}: {error['error']}" for error in result["errors"])
+    return Rehearsal(assignment.name, grading, seconds, result["status"], errors)
+
+
+def table(rows: list[Rehearsal]) -> str:
+    """A Markdown table: assignment, mode, seconds, limit, status."""
+    lines = ["| notebook | mode | seconds | limit | result |", "|---|---|---|---|---|"]
+    for row in rows:
+        verdict = "ok" if row.ok and row.seconds <= row.limit else (
+            "too slow" if row.ok else f"{row.status}; " + "; ".join(row.errors)[:200])
+        lines.append(f"| {row.assignment} | {'grading' if row.grading else 'full'} | {row.seconds:.0f} | "
+                     f"{row.limit:.0f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main_rows(selected: list[Assignment], modes: list[bool], keep: Path | None = None) -> list[Rehearsal]:
+    rows = []
+    for assignment in selected:
+        for grading in modes:
+            rows.append(rehearse(assignment, grading, keep))
+            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    return rows
