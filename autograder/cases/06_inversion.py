@@ -1,0 +1,166 @@
+"""Test cases of notebook 06 (ODE inversion, data -> noise): ``invert``.
+
+Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
+arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
+
+Every case passes an ``AffineVelocity`` (v = scale x + t shift, elementwise), so the answer depends
+on the times at which the velocity is evaluated, and ``ts`` is the increasing sampling grid as a
+float64 tensor (uniform, SD3-shifted or Karras-like, as ``flowlab.schedules`` makes them).
+"""
+import torch
+
+from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.grading.checks import AllClose
+from flowlab.grading.fixtures import AffineVelocity
+from flowlab.solvers import euler_step, heun_step
+
+ASSIGNMENT = "06_inversion"
+INVERT_CELL = "hidden_tests_invert"
+STEPS = {"euler": euler_step, "heun": heun_step}
+
+
+# ---- plausible wrong answers (same signature as invert) ------------------------------------------
+
+def _run(step, velocity, x, times):
+    for t, t_next in zip(times[:-1], times[1:]):
+        x = step(velocity, x, t, t_next)
+    return x
+
+
+def invert_forward_grid(velocity, x1, ts, method="euler"):
+    """Integrates over ts itself (0 -> 1), not ts.flip(0): it moves the data further along the flow."""
+    return _run(STEPS[method], velocity, x1, torch.as_tensor(ts).tolist())
+
+
+def invert_always_euler(velocity, x1, ts, method="euler"):
+    """Ignores method: Euler steps even when Heun is asked for."""
+    return _run(euler_step, velocity, x1, torch.as_tensor(ts).flip(0).tolist())
+
+
+def invert_negated_forward_time(velocity, x1, ts, method="euler"):
+    """Integrates -v forwards in time over ts, with the velocity evaluated at the forward times
+    (v(x, s) where s runs 0 -> 1, instead of v(x, 1 - s)): the right direction at the wrong times."""
+    negated = lambda x, t: -velocity(x, t)
+    return _run(STEPS[method], negated, x1, torch.as_tensor(ts).tolist())
+
+
+def invert_drops_last_step(velocity, x1, ts, method="euler"):
+    """Off by one: stops one step short, at ts[1] instead of ts[0]."""
+    return _run(STEPS[method], velocity, x1, torch.as_tensor(ts).flip(0).tolist()[:-1])
+
+
+def invert_velocity_at_t_next(velocity, x1, ts, method="euler"):
+    """A hand-written Euler step that evaluates the velocity at the end of the step, v(x, t_next)
+    (the time of the forward step being undone); Heun done with the library's heun_step."""
+    times = torch.as_tensor(ts).flip(0).tolist()
+    if method != "euler":
+        return _run(STEPS[method], velocity, x1, times)
+    x = x1
+    for t, t_next in zip(times[:-1], times[1:]):
+        x = euler_step(lambda state, _: velocity(state, t_next), x, t, t_next)
+    return x
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+def uniform_grid(n):
+    return torch.linspace(0, 1, n + 1, dtype=torch.float64)
+
+
+def shifted_grid(n, shift=3.0):
+    """SD3's time shift (short steps near t = 0), written out so the cases do not depend on 02's code."""
+    s = 1 - uniform_grid(n)
+    ts = 1 - shift * s / (1 + (shift - 1) * s)
+    ts[0], ts[-1] = 0.0, 1.0
+    return ts
+
+
+def karras_grid(n, rho=7.0, sigma_min=0.05, sigma_max=20.0):
+    """EDM's grid in sigma = (1 - t) / t mapped to t = 1 / (1 + sigma), ends pinned to 0 and 1."""
+    u = uniform_grid(n)
+    root = sigma_max ** (1 / rho) + u * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
+    ts = 1 / (1 + root ** rho)
+    ts[0], ts[-1] = 0.0, 1.0
+    return ts
+
+
+def inversion(batch, shape=(2,), grid=uniform_grid(8), method="euler", dtype=torch.float32):
+    """An affine velocity, data x1 and the grid; ``method=None`` leaves it out (the default, Euler)."""
+    def build(generator):
+        draw = lambda *size: torch.randn(*size, generator=generator)
+        velocity = AffineVelocity((0.8 * draw(*shape)).to(dtype), (1.5 * draw(*shape)).to(dtype))
+        inputs = {"velocity": velocity, "x1": (2 * draw(batch, *shape) + 0.5).to(dtype), "ts": grid.clone()}
+        if method is not None:
+            inputs["method"] = method
+        return inputs
+    return build
+
+
+# ---- the cases ---------------------------------------------------------------------------------
+
+INVERT = GradedFunction("invert", library="flowlab.inversion:invert", positional=3, wrong={
+    "forward_grid": Wrong(invert_forward_grid, "you integrated over ts from t = 0 to 1, which pushes the data "
+                                               "further forwards; inversion runs the same ODE backwards, over "
+                                               "the reversed grid ts.flip(0) (t = 1 data -> t = 0 noise)"),
+    "always_euler": Wrong(invert_always_euler, "with method=\"heun\" your inversion takes Euler steps: pick the "
+                                               "step function from method (euler_step or heun_step)"),
+    "negated_forward_time": Wrong(invert_negated_forward_time,
+                                  "you integrated -v forwards in time but evaluated the velocity at the forward "
+                                  "times s = 0 -> 1; going backwards the velocity must be evaluated at t = 1 -> 0 "
+                                  "(v(x, 1 - s)): simply step over ts.flip(0), where the steps are negative"),
+    "drops_last_step": Wrong(invert_drops_last_step, "your inversion stops one step short (at ts[1], not at "
+                                                     "t = 0): a grid of n + 1 times has n steps; take all of them"),
+    "velocity_at_t_next": Wrong(invert_velocity_at_t_next,
+                                "your Euler step evaluates the velocity at the end of the step, v(x, t_next); "
+                                "an explicit step evaluates it where it starts, at the current state and time: "
+                                "x_next = x + (t_next - t) v(x, t)"),
+})
+
+TOL = AllClose(rtol=1e-4, atol=1e-5)
+NOT_HEUN = ("always_euler",)            # Euler cases cannot tell "always Euler" from right
+NOT_EULER = ("velocity_at_t_next",)     # that mistake is in a hand-written Euler step only
+HIDDEN = [
+    Case("invert/euler_uniform", "invert", inversion(64), seed=601, cell=INVERT_CELL,
+         about="Euler, 2D points, 8 uniform steps", check=TOL, blind_to=NOT_HEUN),
+    Case("invert/default_method", "invert", inversion(32, method=None), seed=602, cell=INVERT_CELL,
+         about="method not given: the default is Euler", check=TOL, blind_to=NOT_HEUN),
+    Case("invert/euler_shifted", "invert", inversion(64, grid=shifted_grid(10)), seed=603, cell=INVERT_CELL,
+         about="Euler on a non-uniform grid (SD3 shift 3, 10 steps): use the grid's own step sizes", check=TOL,
+         blind_to=NOT_HEUN),
+    Case("invert/euler_images", "invert", inversion(8, (1, 4, 4), uniform_grid(6)), seed=604, cell=INVERT_CELL,
+         about="Euler on images of shape (B, 1, 4, 4)", check=TOL, blind_to=NOT_HEUN),
+    Case("invert/euler_float64", "invert", inversion(32, (3,), karras_grid(12), dtype=torch.float64), seed=605,
+         cell=INVERT_CELL, about="Euler in float64 on a Karras-like grid: the result keeps float64",
+         check=AllClose(rtol=1e-10, atol=1e-10), blind_to=NOT_HEUN),
+    Case("invert/heun_uniform", "invert", inversion(64, method="heun"), seed=611, cell=INVERT_CELL,
+         about="Heun, 2D points, 8 uniform steps", check=TOL, blind_to=NOT_EULER),
+    Case("invert/heun_shifted", "invert", inversion(64, grid=shifted_grid(10), method="heun"), seed=612,
+         cell=INVERT_CELL, about="Heun on a non-uniform grid (SD3 shift 3, 10 steps)", check=TOL, blind_to=NOT_EULER),
+    Case("invert/heun_images_karras", "invert", inversion(8, (1, 4, 4), karras_grid(8), "heun"), seed=613,
+         cell=INVERT_CELL, about="Heun on images (B, 1, 4, 4) on a Karras-like grid", check=TOL, blind_to=NOT_EULER),
+    Case("invert/heun_float64", "invert", inversion(32, (3,), uniform_grid(5), "heun", torch.float64), seed=614,
+         cell=INVERT_CELL, about="Heun in float64: the result keeps float64", check=AllClose(rtol=1e-10, atol=1e-10),
+         blind_to=NOT_EULER),
+    Case("invert/heun_one_step", "invert", inversion(16, grid=uniform_grid(1), method="heun"), seed=615,
+         cell=INVERT_CELL, about="a grid of two times [0, 1]: one Heun step from t = 1 to t = 0", check=TOL,
+         blind_to=NOT_EULER),
+]
+PUBLIC = [
+    Case("invert/public_euler", "invert", inversion(4, grid=uniform_grid(4)), seed=61, public=True,
+         about="Euler, 4 uniform steps, 2D points", check=TOL, blind_to=NOT_HEUN),
+    Case("invert/public_heun_shifted", "invert", inversion(4, grid=shifted_grid(5), method="heun"), seed=62,
+         public=True, about="Heun on a shifted grid (5 steps)", check=TOL, blind_to=NOT_EULER),
+    Case("invert/public_images", "invert", inversion(2, (1, 3, 3), uniform_grid(3), "heun"), seed=63, public=True,
+         about="Heun on images of shape (2, 1, 3, 3)", check=TOL, blind_to=NOT_EULER),
+]
+
+MUTATIONS = (
+    Mutation("forward_grid", "invert", "torch.as_tensor(ts).flip(0)", "torch.as_tensor(ts)",
+             fails="invert/euler_uniform", hint="reversed grid ts.flip(0)"),
+    Mutation("always_euler", "invert", 'step = {"euler": euler_step, "heun": heun_step}[method]',
+             "step = euler_step", fails="invert/heun_uniform", hint="your inversion takes Euler steps"),
+    Mutation("drops_last_step", "invert", "zip(times[:-1], times[1:])", "zip(times[:-2], times[1:-1])",
+             fails="invert/euler_shifted", hint="stops one step short"),
+)
+
+CASES = AssignmentCases(ASSIGNMENT, (INVERT,), tuple(HIDDEN + PUBLIC), MUTATIONS)
