@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowlab.grading import checks, codec, feedback, restore, stubs, submissions
-from flowlab.grading.fixtures import AffineVelocity, ConditionedAffineVelocity, ElementwiseClassifier
+from flowlab.grading.fixtures import AffineVelocity, ConditionedAffineVelocity, ElementwiseClassifier, TanhVelocity
 from flowlab.grading.measures import MEASURES, MeasureError
 from flowlab.grading.record import Output, describe, open_folder, read_record, record_call, write_record
 
@@ -84,6 +84,18 @@ def test_conditioned_velocity_switches_between_condition_and_null():
     assert torch.equal(model(x, 0.5, cond), torch.full((2, 2), 6.0))
     assert torch.equal(model(x, 0.5, None), torch.full((2, 2), -1.0))
     assert model(x, 0.5, cond, torch.tensor([True, False])).tolist() == [[6.0, 6.0], [-1.0, -1.0]]
+
+
+def test_tanh_velocity_round_trips_and_tells_heun_from_midpoint():
+    generator = torch.Generator().manual_seed(2)
+    model = TanhVelocity(torch.randn(1, 2, 2, generator=generator), torch.randn(1, 2, 2, generator=generator))
+    x, t = torch.randn(3, 1, 2, 2, generator=generator), torch.tensor([0.0, 0.5, 1.0])
+    assert torch.equal(model(x, t), model.scale * torch.tanh(x) + t.reshape(3, 1, 1, 1) * model.shift)
+    arrays, spec = codec.encode_inputs({"model": model}, "k|")
+    assert torch.equal(codec.decode_inputs(arrays, spec, "k|")["model"](x, 0.25), model(x, 0.25))
+    from flowlab.solvers import heun_step, midpoint_step
+    with torch.no_grad():
+        assert not torch.allclose(heun_step(model, x, 0.2, 0.7), midpoint_step(model, x, 0.2, 0.7), atol=1e-4)
 
 
 def test_returned_velocity_measure_evaluates_the_returned_function_at_x_and_t():

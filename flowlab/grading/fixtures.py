@@ -144,5 +144,37 @@ class ConditionedAffineVelocity(nn.Module):
         return cls(*(_tensor(arrays, name) for name in ("scale", "shift", "cond_scale", "null_shift")))
 
 
+class TanhVelocity(nn.Module):
+    """A velocity model that is nonlinear in ``x`` (elementwise, no matrix multiply):
+
+        v(x, t) = scale * tanh(x) + t * shift      (shapes (B, ...); parameters shaped like one sample)
+
+    Why not ``AffineVelocity``: on a velocity affine in ``x`` and ``t`` every two-stage second-order
+    Runge-Kutta step (Heun, midpoint, ...) gives exactly the same result, the second-order Taylor
+    step; a curved ``v`` tells them apart. ``t`` is a float, a 0-d or a ``(B,)`` tensor.
+    """
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+        super().__init__()
+        if scale.shape != shift.shape:
+            raise ValueError(f"scale and shift must have the same shape, got {tuple(scale.shape)} and {tuple(shift.shape)}")
+        self.scale = nn.Parameter(scale.clone())
+        self.shift = nn.Parameter(shift.clone())
+
+    def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        require_batch("x", x)
+        if x.shape[1:] != self.scale.shape:
+            raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, self.scale.shape))}), "
+                             f"got {tuple(x.shape)}")
+        return self.scale * torch.tanh(x) + expand_time(time_batch(t, x), x) * self.shift
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return _numpy(self)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TanhVelocity":
+        return cls(_tensor(arrays, "scale"), _tensor(arrays, "shift"))
+
+
 FIXTURES: dict[str, type] = {"AffineVelocity": AffineVelocity, "ElementwiseClassifier": ElementwiseClassifier,
-                             "ConditionedAffineVelocity": ConditionedAffineVelocity}
+                             "ConditionedAffineVelocity": ConditionedAffineVelocity, "TanhVelocity": TanhVelocity}
