@@ -31,21 +31,25 @@ def reflow_pairs(velocity: Velocity, n: int, ts, method: str = "heun",
                  chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise-data pairs ``(z, x1)`` with ``x1 = integrate(velocity, z, ts, method)`` from the SAME ``z``.
 
-    ``z``: ``noise`` if given (shape ``(n, *shape)``), else ``N(0, I)`` drawn from ``generator`` on
-    the CPU and moved to ``device`` (default: the CPU; use the teacher's device). ``ts`` is the
-    teacher's time grid from 0 to 1. The teacher runs without gradients, ``chunk_size`` samples at
-    a time if given. Returns ``(z, x1)``, both ``(n, *shape)``: ``x1[i]`` is where the teacher's ODE
-    takes ``z[i]``, which is the whole point: the pairing must not be shuffled.
+    ``z``: ``noise`` if given (any ``(n, ...)``: its shape wins over ``shape``), else ``N(0, I)`` of
+    shape ``(n, *shape)`` drawn from ``generator`` on the CPU. ``z`` is then moved to ``device``
+    (default: the device of the teacher's parameters when ``velocity`` is an ``nn.Module``, else
+    where ``z`` already is). ``ts`` is the teacher's time grid from 0 to 1. The teacher runs without
+    gradients, ``chunk_size`` samples at a time if given. Returns ``(z, x1)``, both shaped like ``z``:
+    ``x1[i]`` is where the teacher's ODE takes ``z[i]``, which is the whole point: the pairing must not
+    be shuffled.
     """
     require_positive_int("n", n)
     if noise is None:
         z = torch.randn((n, *shape), generator=generator, dtype=torch.float32)
-        z = z.to(device) if device is not None else z
     else:
         require_batch("noise", noise)
-        if tuple(noise.shape) != (n, *shape):
-            raise ValueError(f"noise must have shape (n, *shape) = {(n, *shape)}, got {tuple(noise.shape)}")
-        z = noise if device is None else noise.to(device)
+        if noise.shape[0] != n:
+            raise ValueError(f"noise must have shape (n, ...) = ({n}, ...), got {tuple(noise.shape)}")
+        z = noise
+    if device is None and isinstance(velocity, nn.Module):
+        device = next((parameter.device for parameter in velocity.parameters()), None)
+    z = z if device is None else z.to(device)
     chunk = chunk_size or n
     with torch.no_grad():
         x1 = torch.cat([integrate(velocity, part, ts, method) for part in torch.split(z, chunk)])

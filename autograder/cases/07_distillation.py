@@ -1,0 +1,222 @@
+"""Test cases of notebook 07 (reflow / distillation): ``reflow_pairs`` and ``one_step_sample``.
+
+Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
+arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
+
+The teacher is an ``AffineVelocity`` (v = scale x + t shift, elementwise), so its ODE depends on the
+solver and on the times. ``reflow_pairs`` returns a tuple ``(z, x1)``: measured with ``items``
+(outputs ``item0`` = z, ``item1`` = x1). Tuples cannot be test inputs, so image cases pass the noise
+(whose shape wins over ``shape``); the seeded cases draw 2D points.
+"""
+import torch
+
+from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.grading.checks import AllClose
+from flowlab.grading.codec import GeneratorSeed
+from flowlab.grading.fixtures import AffineVelocity
+from flowlab.solvers import integrate
+
+ASSIGNMENT = "07_distillation"
+PAIRS_CELL = "hidden_tests_reflow_pairs"
+ONE_STEP_CELL = "hidden_tests_one_step_sample"
+
+
+# ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
+
+def _draw(n, shape, generator):
+    """N(0, I) noise from the generator; a fixed stand-in generator when there is none (a student's
+    global-RNG draw is random anyway: only its being wrong is checked, never matched)."""
+    source = generator if generator is not None else torch.Generator().manual_seed(999)
+    return torch.randn((n, *shape), generator=source)
+
+
+def _teacher(velocity, z, ts, method):
+    with torch.no_grad():
+        return integrate(velocity, z, ts, method)
+
+
+def pairs_redrawn(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                  chunk_size=None):
+    """x1 integrated from a second, independent draw of noise, not from the z returned."""
+    z = noise if noise is not None else _draw(n, shape, generator)
+    return z, _teacher(velocity, _draw(n, tuple(z.shape[1:]), generator).to(z), ts, method)
+
+
+def pairs_shuffled(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                   chunk_size=None):
+    """The right z and x1, but x1 in another order (here: rolled by one)."""
+    z = noise if noise is not None else _draw(n, shape, generator)
+    return z, _teacher(velocity, z, ts, method).roll(1, dims=0)
+
+
+def pairs_without_generator(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                            chunk_size=None):
+    """z drawn from the global random stream, ignoring generator (stand-in: another fixed stream)."""
+    z = noise if noise is not None else _draw(n, shape, None)
+    return z, _teacher(velocity, z, ts, method)
+
+
+def pairs_ignore_noise(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                       chunk_size=None):
+    """Always draws z (of the noise's shape when noise is given), ignoring the noise."""
+    z = _draw(n, shape if noise is None else tuple(noise.shape[1:]), generator)
+    return z, _teacher(velocity, z, ts, method)
+
+
+def pairs_always_euler(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                       chunk_size=None):
+    """The teacher integrated with Euler whatever method says."""
+    z = noise if noise is not None else _draw(n, shape, generator)
+    return z, _teacher(velocity, z, ts, "euler")
+
+
+def pairs_swapped(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                  chunk_size=None):
+    """Returns (x1, z) instead of (z, x1)."""
+    z = noise if noise is not None else _draw(n, shape, generator)
+    return _teacher(velocity, z, ts, method), z
+
+
+def _zeros(z):
+    return torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+
+
+def one_step_at_t_one(velocity, z):
+    return z + velocity(z, _zeros(z) + 1)
+
+
+def one_step_velocity_only(velocity, z):
+    return velocity(z, _zeros(z))
+
+
+def one_step_against_velocity(velocity, z):
+    return z - velocity(z, _zeros(z))
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+def uniform_grid(n):
+    return torch.linspace(0, 1, n + 1, dtype=torch.float64)
+
+
+def cosine_grid(n):
+    """Short steps at both ends (flowlab.schedules.cosine, written out)."""
+    ts = (1 - torch.cos(torch.pi * uniform_grid(n))) / 2
+    ts[0], ts[-1] = 0.0, 1.0
+    return ts
+
+
+def _affine(shape, generator, dtype=torch.float32):
+    draw = lambda: torch.randn(*shape, generator=generator)
+    return AffineVelocity((0.8 * draw()).to(dtype), (1.5 * draw()).to(dtype))
+
+
+def given_noise(n, shape=(2,), grid=uniform_grid(8), method="heun", seed=1, chunk_size=None, dtype=torch.float32):
+    """Noise passed in (and a generator too, which must then go unused)."""
+    def build(generator):
+        inputs = {"velocity": _affine(shape, generator, dtype), "n": n, "ts": grid.clone(), "method": method,
+                  "generator": GeneratorSeed(seed), "noise": torch.randn(n, *shape, generator=generator).to(dtype)}
+        if chunk_size is not None:
+            inputs["chunk_size"] = chunk_size
+        return inputs
+    return build
+
+
+def seeded(n, seed, grid=uniform_grid(6), method="heun", chunk_size=None):
+    """No noise: z ~ N(0, I) of shape (n, 2) must come from the generator; method=None: the default."""
+    def build(generator):
+        inputs = {"velocity": _affine((2,), generator), "n": n, "ts": grid.clone()}
+        if method is not None:
+            inputs["method"] = method
+        inputs["generator"] = GeneratorSeed(seed)
+        if chunk_size is not None:
+            inputs["chunk_size"] = chunk_size
+        return inputs
+    return build
+
+
+def one_step(batch, shape=(2,), dtype=torch.float32):
+    def build(generator):
+        return {"velocity": _affine(shape, generator, dtype), "z": torch.randn(batch, *shape, generator=generator).to(dtype)}
+    return build
+
+
+# ---- the cases ---------------------------------------------------------------------------------
+
+PAIRS = GradedFunction("reflow_pairs", library="flowlab.distill:reflow_pairs", positional=3, wrong={
+    "redrawn": Wrong(pairs_redrawn, "your x1 is integrated from a new draw of noise, not from the z you return: "
+                                    "a reflow pair is (z, ODE_teacher(z)) with the SAME z; otherwise the pairs "
+                                    "are independent, like ordinary flow matching, and nothing gets straighter"),
+    "shuffled": Wrong(pairs_shuffled, "x1[i] must be where the teacher's ODE takes z[i]: your pairs are "
+                                      "shuffled (do not reorder, sort or sample x1 separately from z)"),
+    "without_generator": Wrong(pairs_without_generator, "draw z with torch.randn(..., generator=generator): the "
+                                                        "same seed must give the same pairs"),
+    "ignore_noise": Wrong(pairs_ignore_noise, "when noise is given, z must be that noise; draw z only when "
+                                              "noise is None"),
+    "always_euler": Wrong(pairs_always_euler, "with method=\"heun\" your teacher takes Euler steps: pass method "
+                                              "on to the solver"),
+    "swapped": Wrong(pairs_swapped, "return the tuple in the order (z, x1): noise first, then the teacher's image"),
+})
+ONE_STEP = GradedFunction("one_step_sample", library="flowlab.distill:one_step_sample", positional=2, wrong={
+    "at_t_one": Wrong(one_step_at_t_one, "you evaluated the velocity at t = 1; the step starts at the noise, "
+                                         "t = 0: x1 = z + v(z, 0)"),
+    "velocity_only": Wrong(one_step_velocity_only, "you returned the velocity v(z, 0); the sample is the point "
+                                                   "where the step lands: z + (1 - 0) v(z, 0)"),
+    "against_velocity": Wrong(one_step_against_velocity, "you stepped against the velocity; from noise at t = 0 "
+                                                         "to data at t = 1 the step is z + (1 - 0) v(z, 0)"),
+})
+
+TOL = AllClose(rtol=1e-4, atol=1e-5)
+EXACT64 = AllClose(rtol=1e-10, atol=1e-10)
+NOISE_GIVEN = ("without_generator",)           # with noise given, the generator is not used at all
+HIDDEN = [
+    Case("reflow_pairs/noise_heun", "reflow_pairs", given_noise(64), seed=701, cell=PAIRS_CELL, measure="items",
+         about="noise given (and a generator that must go unused), Heun, 8 steps", check=TOL, blind_to=NOISE_GIVEN),
+    Case("reflow_pairs/seeded", "reflow_pairs", seeded(128, 72), seed=702, cell=PAIRS_CELL, measure="items",
+         about="noise=None: z ~ N(0, I) drawn from the generator, then the teacher's ODE from that same z",
+         check=TOL, blind_to=("ignore_noise",)),
+    Case("reflow_pairs/default_method", "reflow_pairs", seeded(32, 73, method=None), seed=703, cell=PAIRS_CELL,
+         measure="items", about="method not given: the default is Heun", check=TOL, blind_to=("ignore_noise",)),
+    Case("reflow_pairs/euler_cosine", "reflow_pairs", seeded(64, 74, cosine_grid(10), "euler"), seed=704,
+         cell=PAIRS_CELL, measure="items", about="Euler teacher on a non-uniform grid", check=TOL,
+         blind_to=("ignore_noise", "always_euler")),
+    Case("reflow_pairs/images_chunks", "reflow_pairs", given_noise(12, (1, 4, 4), cosine_grid(6), chunk_size=5),
+         seed=705, cell=PAIRS_CELL, measure="items", about="images (12, 1, 4, 4) given as noise, in chunks of 5",
+         check=TOL, blind_to=NOISE_GIVEN),
+    Case("reflow_pairs/seeded_chunks", "reflow_pairs", seeded(30, 75, chunk_size=8), seed=706, cell=PAIRS_CELL,
+         measure="items", about="drawn from the generator, the teacher run in chunks of 8", check=TOL,
+         blind_to=("ignore_noise",)),
+    Case("reflow_pairs/float64", "reflow_pairs", given_noise(32, (3,), uniform_grid(5), dtype=torch.float64),
+         seed=707, cell=PAIRS_CELL, measure="items", about="float64 noise and teacher: the pairs stay float64",
+         check=EXACT64, blind_to=NOISE_GIVEN),
+    Case("one_step_sample/points", "one_step_sample", one_step(64), seed=711, cell=ONE_STEP_CELL,
+         about="one step on 2D points", check=TOL),
+    Case("one_step_sample/images", "one_step_sample", one_step(8, (1, 4, 4)), seed=712, cell=ONE_STEP_CELL,
+         about="one step on images (8, 1, 4, 4)", check=TOL),
+    Case("one_step_sample/float64", "one_step_sample", one_step(32, (3,), torch.float64), seed=713,
+         cell=ONE_STEP_CELL, about="float64: the result keeps float64", check=EXACT64),
+]
+PUBLIC = [
+    Case("reflow_pairs/public_noise", "reflow_pairs", given_noise(4, grid=uniform_grid(4)), seed=71, public=True,
+         measure="items", about="pairs from given noise, Heun, 4 steps", check=TOL, blind_to=NOISE_GIVEN),
+    Case("reflow_pairs/public_seeded", "reflow_pairs", seeded(6, 5, uniform_grid(3)), seed=72, public=True,
+         measure="items", about="pairs with z drawn from a seeded generator", check=TOL, blind_to=("ignore_noise",)),
+    Case("one_step_sample/public_points", "one_step_sample", one_step(4), seed=73, public=True,
+         about="one step on 4 points", check=TOL),
+    Case("one_step_sample/public_images", "one_step_sample", one_step(2, (1, 2, 2)), seed=74, public=True,
+         about="one step on images (2, 1, 2, 2)", check=TOL),
+]
+
+MUTATIONS = (
+    Mutation("redrawn", "reflow_pairs", "integrate(velocity, part, ts, method)",
+             "integrate(velocity, torch.randn(part.shape, generator=generator), ts, method)",
+             fails="reflow_pairs/seeded", hint="new draw of noise"),
+    Mutation("swapped", "reflow_pairs", "return z, x1", "return x1, z",
+             fails="reflow_pairs/noise_heun", hint="in the order (z, x1)"),
+    Mutation("velocity_only", "one_step_sample", "return z + velocity(z, t)", "return velocity(z, t)",
+             fails="one_step_sample/points", hint="you returned the velocity"),
+    Mutation("at_t_one", "one_step_sample", "torch.zeros(z.shape[0]", "torch.ones(z.shape[0]",
+             fails="one_step_sample/images", hint="evaluated the velocity at t = 1"),
+)
+
+CASES = AssignmentCases(ASSIGNMENT, (PAIRS, ONE_STEP), tuple(HIDDEN + PUBLIC), MUTATIONS)
