@@ -231,6 +231,13 @@ def test_diagnose_names_the_matching_mistake():
     assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) == "you flipped the sign"
 
 
+
+def test_a_wrong_answer_that_is_nan_matches_no_output():
+    got = {"value": Output(*describe(torch.ones(3, 2)))}
+    wrong = {"divides_by_zero": ("you divided by t = 0", {"value": np.full((3, 2), np.nan)})}
+    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
+    assert checks.AllClose(1e-5, 1e-6).error_ratio(np.ones(2), np.array([1.0, np.nan])) == np.inf
+
 # ---- stubs -----------------------------------------------------------------------------------------
 
 SOURCE = '''import torch

@@ -85,9 +85,11 @@ class AllClose:
         return {"check": "allclose", **asdict(self)}
 
     def error_ratio(self, got: np.ndarray, expected: np.ndarray) -> float:
-        """max |got - expected| / (atol + rtol |expected|)."""
+        """max |got - expected| / (atol + rtol |expected|); infinite where either is not finite (a NaN
+        in a wrong answer's output must never match a student's output)."""
         bound = self.atol + self.rtol * np.abs(expected)
-        return float(np.max(np.abs(got - expected) / bound)) if expected.size else 0.0
+        ratio = np.abs(got - expected) / bound
+        return float(np.max(np.where(np.isfinite(ratio), ratio, np.inf))) if expected.size else 0.0
 
     def evaluate(self, outputs, expected, expect) -> Verdict:
         worst = 0.0

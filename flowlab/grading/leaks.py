@@ -7,8 +7,9 @@
 - nbgrader's markers (``### BEGIN SOLUTION``, ``### BEGIN HIDDEN TESTS``, ...) in any text file,
   or a hidden test call in a notebook;
 - a line of a stubbed function's body, or of a solution in a source notebook, that appears
-  nowhere else in the instructor's library ("revealing" lines; a line such as ``return x`` that
-  the library has elsewhere anyway reveals nothing), in any text file of the bundle;
+  nowhere else in the instructor's library, not even inside a longer line ("revealing" lines; a
+  line such as ``return x`` that the library has elsewhere anyway reveals nothing), found in any
+  text file of the bundle as a substring (a solution pasted into a comment counts too);
 - a stubbed function whose body is not the stub.
 """
 from __future__ import annotations
@@ -57,19 +58,21 @@ def revealing_lines(stub_from: int, released: list[Assignment]) -> set[str]:
 
     graded = _graded(stub_from)
     bodies = {(path, name): function_body(path.read_text(), name) for path, name in graded}
-    elsewhere = set()
+    elsewhere = []
     for path in library_dir().rglob("*.py"):
         text = path.read_text()
         for (body_path, _), body in bodies.items():
             if body_path == path:
                 text = text.replace(body, "")
-        elsewhere |= _lines(text)
+        elsewhere.append(text)
+    library_text = "\n".join(elsewhere)
     secret = set().union(*(_lines(body) for body in bodies.values())) if bodies else set()
     for assignment in released:
         for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
             for block in SOLUTION.findall(cell.source):
                 secret |= _lines(block)
-    return {line for line in secret - elsewhere if line.strip() not in ('"""', "'''")}
+    # A line that the library has elsewhere, even inside a longer line, reveals nothing new.
+    return {line for line in secret if line not in library_text and line.strip() not in ('"""', "'''")}
 
 
 def _text_files(bundle: Path):

@@ -15,8 +15,10 @@ within 60 seconds.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,9 +59,10 @@ def student_bundle(assignment: Assignment, folder: Path) -> Path:
 
 def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
              notebook_timeout: float = 900.0) -> Rehearsal:
-    """Execute ``assignment``'s solution notebook against its student bundle and time it."""
-    from flowlab.grading.execute import execute
+    """Execute ``assignment``'s solution notebook against its student bundle and time it.
 
+    The executor runs in a child process of its own, in an empty folder, with no standard input
+    (a kernel that inherits a terminal or a pipe can hang) and the bundle on ``PYTHONPATH``."""
     with tempfile.TemporaryDirectory(prefix=f"flowlab-rehearse-{assignment.number:02d}-") as scratch:
         root = Path(scratch)
         bundle = student_bundle(assignment, root / "bundle")
@@ -67,26 +70,23 @@ def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
         work.mkdir()
         notebook = work / assignment.notebook_name
         shutil.copy2(assignment.source_notebook, notebook)
-        environment = {"PYTHONPATH": str(bundle), "FLOWLAB_DATA": str(bundle / "data"), "MPLBACKEND": "Agg",
-                       "OMP_NUM_THREADS": "1", "FLOWLAB_GRADING": "1" if grading else "0"}
-        saved = {name: os.environ.get(name) for name in environment}
-        previous_dir = os.getcwd()
-        os.environ.update(environment)
-        os.chdir(work)
+        environment = {**os.environ, "PYTHONPATH": str(bundle), "FLOWLAB_DATA": str(bundle / "data"),
+                       "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "FLOWLAB_GRADING": "1" if grading else "0"}
+        command = [sys.executable, "-m", "flowlab.grading.execute", notebook.name, "--status", "status.json",
+                   "--cell-timeout", str(notebook_timeout), "--notebook-timeout", str(notebook_timeout)]
+        if keep:
+            command += ["--keep-outputs", "executed.ipynb"]
         start = time.perf_counter()
-        try:
-            executed = work / "executed.ipynb" if keep else None
-            result = execute(notebook, cell_timeout=notebook_timeout, notebook_timeout=notebook_timeout,
-                             keep_outputs=executed)
-        finally:
-            seconds = time.perf_counter() - start
-            os.chdir(previous_dir)
-            for name, value in saved.items():
-                os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+        finished = subprocess.run(command, cwd=work, env=environment, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=notebook_timeout + 120)
+        seconds = time.perf_counter() - start
+        status = work / "status.json"
+        if finished.returncode != 0 or not status.is_file():
+            return Rehearsal(assignment.name, grading, seconds, "executor_failed", (finished.stderr[-500:],))
+        result = json.loads(status.read_text())
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
-            suffix = "grading" if grading else "full"
-            shutil.copy2(work / "executed.ipynb", keep / f"{assignment.name}.{suffix}.ipynb")
+            shutil.copy2(work / "executed.ipynb", keep / f"{assignment.name}.{'grading' if grading else 'full'}.ipynb")
     errors = tuple(f"{error['cell']}: {error['error']}" for error in result["errors"])
     return Rehearsal(assignment.name, grading, seconds, result["status"], errors)
 
