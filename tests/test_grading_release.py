@@ -10,7 +10,8 @@ import pytest
 from flowlab import cli
 from flowlab.grading.course import assignments
 from flowlab.grading.leaks import check_leaks
-from flowlab.grading.release import build_library, build_release, graded_functions
+from flowlab.grading.cases import load_cases
+from flowlab.grading.release import build_library, build_release, copy_data, graded_functions
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +35,31 @@ def test_the_bundle_has_the_notebooks_the_library_and_the_public_data(bundle):
 
 def test_stubbed_functions_raise_and_say_where_they_are_implemented(bundle):
     out, manifest = bundle
-    assert set(manifest["stubbed"]) >= {"flowlab.paths:interpolate", "flowlab.train:flow_matching_loss"}
-    code = ("import torch, flowlab.paths as p\n"
-            "try:\n    p.interpolate(torch.zeros(1, 2), torch.ones(1, 2), 0.5)\n"
+    last = assignments()[-1]
+    assert set(manifest["stubbed"]) == {function.library for function in load_cases(last).functions}
+    module, _, name = manifest["stubbed"][0].partition(":")
+    code = (f"import inspect, torch, {module} as m, flowlab.paths as p\n"
+            f"required = [q for q in inspect.signature(m.{name}).parameters.values() if q.default is q.empty]\n"
+            f"try:\n    m.{name}(*[None] * len(required))\n"
             "except NotImplementedError as e:\n    print('stub:', e)\n"
-            "print(p.target_velocity(torch.zeros(1, 2), torch.ones(1, 2)).tolist())")
+            "print(p.interpolate(torch.zeros(1, 2), torch.ones(1, 2), 0.5).tolist())")
     result = subprocess.run([sys.executable, "-c", code], cwd=out, env={"PYTHONPATH": str(out), "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=120)
-    assert "stub: implemented in notebook 01_flow_matching" in result.stdout, result.stderr
-    assert "[[1.0, 1.0]]" in result.stdout, "functions that are not graded still work"
+    assert f"stub: implemented in notebook {last.name}" in result.stdout, result.stderr
+    assert "[[0.5, 0.5]]" in result.stdout, "functions of notebooks past their deadline are back in the library"
+
+
+@pytest.mark.parametrize("through", assignments(), ids=[a.name for a in assignments()])
+def test_a_release_through_any_notebook_leaks_nothing(through, tmp_path):
+    """What ``flowlab release --through NN`` ships, for every NN (notebooks from notebooks/, which
+    the test below proves current): the stubbed library, the released notebooks, the public data."""
+    released = [a for a in assignments() if a.number <= through.number]
+    build_library(tmp_path, stub_from=through.number)
+    copy_data(tmp_path, released)
+    (tmp_path / "notebooks").mkdir()
+    for assignment in released:
+        shutil.copy2(assignment.student_notebook, tmp_path / "notebooks")
+    assert check_leaks(tmp_path, stub_from=through.number) == []
 
 
 def test_the_bundle_leaks_nothing(bundle):
