@@ -9,6 +9,7 @@ allocates, forks, writes a huge file and exits; a kernel killer; a function that
 cell that ignores interrupts. Then three of them are graded again, to compare.
 """
 import csv
+import html
 import os
 import secrets
 import shutil
@@ -266,7 +267,7 @@ def test_wrong_submissions_lose_points_with_feedback_naming_the_part(batch, assi
     assert result.status == "graded" and 0 <= result.score < result.max_score
     assert mutation.fails in result.reason
     page = feedback(batch, student, assignment)
-    assert mutation.hint in page and "fail" in page
+    assert html.escape(mutation.hint) in page and "fail" in page
 
 
 def test_feedback_shows_no_hidden_code_and_no_references(batch):

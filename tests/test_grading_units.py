@@ -238,6 +238,12 @@ def test_a_wrong_answer_that_is_nan_matches_no_output():
     assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
     assert checks.AllClose(1e-5, 1e-6).error_ratio(np.ones(2), np.array([1.0, np.nan])) == np.inf
 
+
+def test_a_wrong_answer_of_another_shape_is_no_diagnosis_and_no_crash():
+    got = {"value": Output(*describe(torch.ones(3, 2)))}
+    wrong = {"no_upsampling": ("you forgot to upsample", {"value": np.ones((3, 1))})}
+    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
+
 # ---- stubs -----------------------------------------------------------------------------------------
 
 SOURCE = '''import torch
@@ -371,3 +377,19 @@ def test_feedback_escapes_what_the_student_controls():
     page = feedback.render("eve<b>", "01_a", "graded", "", cells)
     assert "<script>" not in page and "&lt;script&gt;" in page and "eve&lt;b&gt;" in page
     assert "Score: 1 / 2" in page
+
+
+def test_a_case_that_cannot_be_compared_fails_alone_with_a_reason():
+    from types import SimpleNamespace
+
+    from flowlab.grading.scoring import judge
+
+    class Broken:
+        def evaluate(self, outputs, expected, expect):
+            raise ValueError("cannot reshape")
+
+    references = SimpleNamespace(case=lambda key: {"about": "a case", "expect": {}}, check=lambda key: Broken(),
+                                 expected=lambda key: {}, wrong_answers=lambda key: {})
+    record = SimpleNamespace(status="ok", outputs={}, error="")
+    result = judge(references, "f/a", record)
+    assert not result.passed and "could not be compared" in result.message

@@ -97,6 +97,9 @@ class AllClose:
             problem = structure_problem(name, outputs.get(name), expect.get(name, {}))
             if problem:
                 return Verdict(False, math.inf, problem)
+            if outputs[name].values.size != expected[name].size:   # e.g. a wrong answer of another shape
+                return Verdict(False, math.inf, f"{label(name)} has {outputs[name].values.size} entries; "
+                                                f"expected {expected[name].size}")
             got = outputs[name].values.reshape(expected[name].shape)
             ratio = self.error_ratio(got, expected[name])
             if ratio > 1:

@@ -123,9 +123,13 @@ def grade_one(index: int, submission: Submission, course: Course, work: Path, le
     result.cells = zero
     if submission.notebook is None:
         return result
-    job = work / "jobs" / f"{index:05d}"
     try:
         notebook = restore(read_submission(submission.notebook), course.source)
+    except ValueError as error:             # not a notebook
+        result.status, result.reason = "invalid", str(error)
+        return result
+    job = work / "jobs" / f"{index:05d}"
+    try:
         box = job / "box"
         for folder in ("home", "tmp", "records", "inputs"):
             (box / folder).mkdir(parents=True)
@@ -142,8 +146,6 @@ def grade_one(index: int, submission: Submission, course: Course, work: Path, le
         result.cells = score_cells(course.references, course.points, box / "records")
         result.reason = result.reason or _summary(result.cells)
         result.seconds = outcome.seconds
-    except ValueError as error:             # not a notebook
-        result.status, result.reason = "invalid", str(error)
     except Exception as error:              # the grader's own failure: report it, keep going
         result.status, result.reason = "error", f"grading failed: {type(error).__name__}: {error}"[:300]
         traceback.print_exc()

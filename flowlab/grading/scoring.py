@@ -51,10 +51,17 @@ def judge(references: ReferenceSet, key: str, record) -> CaseResult:
     if record.status == "error":
         return CaseResult(key, about, False, f"your function raised {record.error}")
     check = references.check(key)
-    verdict = check.evaluate(record.outputs, references.expected(key), case["expect"])
+    try:
+        verdict = check.evaluate(record.outputs, references.expected(key), case["expect"])
+    except Exception as error:      # a record that cannot be compared costs this case, not the submission
+        return CaseResult(key, about, False, f"the result could not be compared with the expected one "
+                                             f"({type(error).__name__})")
     if verdict.passed:
         return CaseResult(key, about, True)
-    hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"])
+    try:
+        hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"])
+    except Exception:               # no hint rather than no grade
+        hint = None
     return CaseResult(key, about, False, verdict.message + (f"; hint: {hint}" if hint else ""))
 
 
