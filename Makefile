@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   -> creates .venv, installs flowlab, renders the lecture figures to demo-out/
 #   make test   -> creates .venv, installs flowlab with test extras, runs the test suite
+#   make lab    -> (students) creates .venv if needed, opens JupyterLab on the course notebooks
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench env clean
+.PHONY: demo test bench lab env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(BIN)/flowlab bench samplers

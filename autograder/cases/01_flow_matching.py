@@ -5,6 +5,7 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 """
 import torch
 
+from flowlab.checks import expand_time, time_batch
 from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.grading.checks import AllClose, SeededMean
 from flowlab.grading.codec import GeneratorSeed
@@ -18,8 +19,8 @@ LOSS_CELL = "hidden_tests_flow_matching_loss"
 # ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
 
 def _times(t, x):
-    t = torch.as_tensor(t, dtype=x.dtype)
-    return t.reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 1 else t
+    """t (a float or (B,)) shaped to multiply x: (B, 1, ..., 1)."""
+    return expand_time(time_batch(t, x), x)
 
 
 def interpolate_swapped(x0, x1, t):

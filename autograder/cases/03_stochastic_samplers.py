@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from flowlab.checks import expand_time, time_batch
 from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.grading.checks import AllClose
 from flowlab.grading.fixtures import AffineVelocity
@@ -23,8 +24,8 @@ EM_CELL = "hidden_tests_euler_maruyama_step"
 # ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
 
 def _t(t, x):
-    t = torch.as_tensor(t, dtype=x.dtype)
-    return t.reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 1 else t
+    """t (a float or (B,)) shaped to multiply x: (B, 1, ..., 1)."""
+    return expand_time(time_batch(t, x), x)
 
 
 def score_wrong_sign(velocity, x, t):
