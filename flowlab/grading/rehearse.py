@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,12 +58,31 @@ def student_bundle(assignment: Assignment, folder: Path) -> Path:
     return folder
 
 
+def run_detached(command: list[str], cwd: Path, environment: dict, log: Path, timeout: float) -> int:
+    """Run ``command`` in a process group of its own, output to ``log``, no standard input; wait for
+    it alone (not for pipes that a leftover grandchild could hold open), then end the whole group."""
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return -1
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
 def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
-             notebook_timeout: float = 900.0) -> Rehearsal:
+             cell_timeout: float = FULL_LIMIT_S, notebook_timeout: float = 900.0) -> Rehearsal:
     """Execute ``assignment``'s solution notebook against its student bundle and time it.
 
-    The executor runs in a child process of its own, in an empty folder, with no standard input
-    (a kernel that inherits a terminal or a pipe can hang) and the bundle on ``PYTHONPATH``."""
+    The executor runs in a child process of its own (``run_detached``), in an empty folder, with
+    the bundle on ``PYTHONPATH``; a cell may take ``cell_timeout`` seconds, the notebook
+    ``notebook_timeout``: past them the cell is interrupted and reported, not waited for."""
     with tempfile.TemporaryDirectory(prefix=f"flowlab-rehearse-{assignment.number:02d}-") as scratch:
         root = Path(scratch)
         bundle = student_bundle(assignment, root / "bundle")
@@ -73,16 +93,16 @@ def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
         environment = {**os.environ, "PYTHONPATH": str(bundle), "FLOWLAB_DATA": str(bundle / "data"),
                        "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "FLOWLAB_GRADING": "1" if grading else "0"}
         command = [sys.executable, "-m", "flowlab.grading.execute", notebook.name, "--status", "status.json",
-                   "--cell-timeout", str(notebook_timeout), "--notebook-timeout", str(notebook_timeout)]
+                   "--cell-timeout", str(cell_timeout), "--notebook-timeout", str(notebook_timeout)]
         if keep:
             command += ["--keep-outputs", "executed.ipynb"]
         start = time.perf_counter()
-        finished = subprocess.run(command, cwd=work, env=environment, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=notebook_timeout + 120)
+        returncode = run_detached(command, work, environment, work / "executor.log", notebook_timeout + 120)
         seconds = time.perf_counter() - start
         status = work / "status.json"
-        if finished.returncode != 0 or not status.is_file():
-            return Rehearsal(assignment.name, grading, seconds, "executor_failed", (finished.stderr[-500:],))
+        if returncode != 0 or not status.is_file():
+            log = (work / "executor.log").read_text(errors="replace")[-500:]
+            return Rehearsal(assignment.name, grading, seconds, "executor_failed", (log,))
         result = json.loads(status.read_text())
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
