@@ -5,7 +5,8 @@ Each runs as ``flowlab rehearse`` runs a notebook: the executor in a child proce
 library. The demos are committed without outputs and each has at least one widget.
 
 A widget's figures and errors go into its ``Output`` widget, not into the cell's outputs (an
-exception inside ``interact`` is shown there and never fails the cell). So the test runs a copy with
+exception inside ``interact`` is shown there and never fails the cell; the executor reports it as
+``widget: <name>``). To check that every widget also drew its figure, the test runs a copy with
 one probe cell appended: it reads every ``Output`` widget in the kernel (the executor syncs their
 outputs back to it), prints a summary and re-displays their PNGs as its own outputs, where the
 executed notebook keeps them.

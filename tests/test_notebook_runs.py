@@ -40,3 +40,20 @@ def test_a_notebook_that_uses_a_stubbed_library_function_fails_its_rehearsal(tmp
     nbformat.write(notebook, first.source_notebook)
     result = rehearse(first, grading=True)
     assert not result.ok and any(error.startswith("uses_a_stub: NotImplementedError") for error in result.errors), result
+
+
+@pytest.mark.slow
+def test_an_error_inside_a_widget_is_reported(tmp_path, monkeypatch):
+    """``interact`` shows its function's exception in an Output widget, not in the cell: the
+    executor must still report it, or a broken slider would pass unnoticed."""
+    from flowlab.grading.execute import execute
+
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})
+    notebook.cells = [nbformat.v4.new_code_cell("import ipywidgets as widgets\n"
+                                                "widgets.interact(lambda x: 1 / x, x=widgets.IntSlider(value=0))",
+                                                id="slider")]
+    nbformat.write(notebook, tmp_path / "widget.ipynb")
+    monkeypatch.chdir(tmp_path)
+    result = execute(tmp_path / "widget.ipynb", cell_timeout=60, notebook_timeout=120)
+    assert {"cell": "slider", "error": "widget: ZeroDivisionError"} in result["errors"], result

@@ -37,6 +37,20 @@ def _client(notebook, cell_timeout: float, deadline: float):
                           startup_timeout=120, iopub_timeout=10, shutdown_kernel="immediate")
 
 
+def widget_errors(widget_state: dict, seen: set) -> list[str]:
+    """Names of the exceptions raised inside widgets (``interact`` shows them in an Output widget,
+    not in the cell's outputs) since the last call; ``seen`` remembers what was reported."""
+    found = []
+    for model_id, state in widget_state.items():
+        if state.get("_model_name") != "OutputModel":
+            continue
+        for position, output in enumerate(state.get("outputs") or []):
+            if isinstance(output, dict) and output.get("output_type") == "error" and (model_id, position) not in seen:
+                seen.add((model_id, position))
+                found.append(str(output.get("ename", "error")))
+    return found
+
+
 def execute(path: Path, cell_timeout: float, notebook_timeout: float, keep_outputs: Path | None = None) -> dict:
     """Execute the notebook at ``path``; returns the status document (see the module docstring).
     With ``keep_outputs``, the outputs are kept and the executed notebook is written there (debugging)."""
@@ -45,7 +59,7 @@ def execute(path: Path, cell_timeout: float, notebook_timeout: float, keep_outpu
     notebook = nbformat.read(path, as_version=4)
     deadline = time.monotonic() + notebook_timeout
     client = _client(notebook, cell_timeout, deadline)
-    status, errors, executed = "ok", [], 0
+    status, errors, executed, seen = "ok", [], 0, set()
     try:
         with client.setup_kernel():
             for index, cell in enumerate(notebook.cells):
@@ -64,6 +78,8 @@ def execute(path: Path, cell_timeout: float, notebook_timeout: float, keep_outpu
                 executed += 1
                 errors += [{"cell": cell.get("id", str(index)), "error": output.get("ename", "")[:80]}
                            for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+                errors += [{"cell": cell.get("id", str(index)), "error": f"widget: {name}"[:80]}
+                           for name in widget_errors(client.widget_state, seen)]
                 if keep_outputs is None:
                     cell.outputs = []
     except DeadKernelError:
