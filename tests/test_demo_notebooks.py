@@ -1,7 +1,7 @@
 """The lecture demo notebooks (``notebooks/demos/``) run top to bottom in a real kernel.
 
 Each runs as ``flowlab rehearse`` runs a notebook: the executor in a child process of its own
-(``run_detached``: own process group, no standard input), in an empty folder, against the full
+(``run_executor``: own process group, no standard input), in an empty folder, against the full
 library. The demos are committed without outputs and each has at least one widget.
 
 A widget's figures and errors go into its ``Output`` widget, not into the cell's outputs (an
@@ -14,14 +14,12 @@ executed notebook keeps them.
 import json
 import os
 import shutil
-import sys
-import time
 
 import nbformat
 import pytest
 
 from flowlab.grading.course import repository_dir
-from flowlab.grading.rehearse import run_detached
+from flowlab.grading.rehearse import run_executor
 
 DEMOS = repository_dir() / "notebooks" / "demos"
 NAMES = ("samplers", "guidance", "inversion_and_conditioning")
@@ -56,16 +54,11 @@ def test_demo_runs_top_to_bottom(name, tmp_path, monkeypatch):
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE, id="probe"))
     nbformat.write(notebook, tmp_path / f"{name}.ipynb")
     environment = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "flowlab.grading.execute", f"{name}.ipynb", "--status", "status.json",
-               "--cell-timeout", "120", "--notebook-timeout", "300", "--keep-outputs", "executed.ipynb"]
-    start = time.perf_counter()
-    returncode = run_detached(command, tmp_path, environment, tmp_path / "executor.log", 420)
-    seconds = time.perf_counter() - start
-    log = (tmp_path / "executor.log").read_text(errors="replace")
-    assert returncode == 0 and (tmp_path / "status.json").is_file(), log[-1000:]
-    result = json.loads((tmp_path / "status.json").read_text())
+    result, seconds, log = run_executor(tmp_path / f"{name}.ipynb", environment, cell_timeout=120,
+                                        notebook_timeout=300, keep_outputs=True)
+    assert result is not None, log
     print(f"{name}: {seconds:.1f} s, {result}")
-    assert result["status"] == "ok" and not result["errors"], f"{name}: {result}\n{log[-1000:]}"
+    assert result["status"] == "ok" and not result["errors"], f"{name}: {result}\n{log}"
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     probe = "".join(output.get("text", "") for output in executed.cells[-1].outputs if output.output_type == "stream")
     summary = json.loads(probe.split("PROBE ", 1)[1])

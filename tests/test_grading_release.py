@@ -11,7 +11,7 @@ from flowlab import cli
 from flowlab.grading.course import assignments
 from flowlab.grading.leaks import check_leaks
 from flowlab.grading.cases import load_cases
-from flowlab.grading.release import build_library, build_release, copy_data, graded_functions
+from flowlab.grading.release import build_library, build_release, graded_functions, student_bundle
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +53,9 @@ def test_stubbed_functions_raise_and_say_where_they_are_implemented(bundle):
 def test_a_release_through_any_notebook_leaks_nothing(through, tmp_path):
     """What ``flowlab release --through NN`` ships, for every NN (notebooks from notebooks/, which
     the test below proves current): the stubbed library, the released notebooks, the public data."""
-    released = [a for a in assignments() if a.number <= through.number]
-    build_library(tmp_path, stub_from=through.number)
-    copy_data(tmp_path, released)
+    student_bundle(through, tmp_path)
     (tmp_path / "notebooks").mkdir()
-    for assignment in released:
+    for assignment in [a for a in assignments() if a.number <= through.number]:
         shutil.copy2(assignment.student_notebook, tmp_path / "notebooks")
     assert check_leaks(tmp_path, stub_from=through.number) == []
 

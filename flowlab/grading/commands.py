@@ -27,7 +27,7 @@ def run_release(args: argparse.Namespace) -> int:
     from flowlab.grading.release import build_release, update_notebooks
 
     if args.notebooks:
-        only = [find_assignment(args.assignment)] if getattr(args, "assignment", None) else None
+        only = [find_assignment(args.assignment)] if args.assignment else None
         for path in update_notebooks(only):
             print(f"wrote {path}")
     if args.out:

@@ -17,6 +17,20 @@ from torch import nn
 from flowlab.checks import TimeLike, expand_time, require_batch, time_batch
 
 
+def _tensor(arrays: dict[str, np.ndarray], name: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(arrays[name]))
+
+
+def _numpy(module: nn.Module) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy() for name, value in module.named_parameters()}
+
+
+def _require_samples(x: torch.Tensor, sample_shape: torch.Size) -> None:
+    require_batch("x", x)
+    if x.shape[1:] != sample_shape:
+        raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, sample_shape))}), got {tuple(x.shape)}")
+
+
 class AffineVelocity(nn.Module):
     """A velocity model that is affine in ``x`` and in ``t``, with an optional label term:
 
@@ -37,10 +51,7 @@ class AffineVelocity(nn.Module):
         self.label_shift = None if label_shift is None else nn.Parameter(label_shift.clone())
 
     def forward(self, x: torch.Tensor, t: TimeLike, y: torch.Tensor | None = None) -> torch.Tensor:
-        require_batch("x", x)
-        if x.shape[1:] != self.scale.shape:
-            raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, self.scale.shape))}), "
-                             f"got {tuple(x.shape)}")
+        _require_samples(x, self.scale.shape)
         times = expand_time(time_batch(t, x), x)
         velocity = self.scale * x + times * self.shift
         if y is not None:
@@ -53,21 +64,12 @@ class AffineVelocity(nn.Module):
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The parameters as numpy arrays (``label_shift`` only when present)."""
-        found = {"scale": self.scale, "shift": self.shift, "label_shift": self.label_shift}
-        return {name: value.detach().cpu().numpy() for name, value in found.items() if value is not None}
+        return _numpy(self)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "AffineVelocity":
-        tensor = (lambda name: torch.from_numpy(np.array(arrays[name])))
-        return cls(tensor("scale"), tensor("shift"), tensor("label_shift") if "label_shift" in arrays else None)
-
-
-def _tensor(arrays: dict[str, np.ndarray], name: str) -> torch.Tensor:
-    return torch.from_numpy(np.array(arrays[name]))
-
-
-def _numpy(module: nn.Module) -> dict[str, np.ndarray]:
-    return {name: value.detach().cpu().numpy() for name, value in module.named_parameters()}
+        label_shift = _tensor(arrays, "label_shift") if "label_shift" in arrays else None
+        return cls(_tensor(arrays, "scale"), _tensor(arrays, "shift"), label_shift)
 
 
 class ElementwiseClassifier(nn.Module):
@@ -124,9 +126,7 @@ class ConditionedAffineVelocity(nn.Module):
 
     def forward(self, x: torch.Tensor, t: TimeLike, cond: torch.Tensor | None = None,
                 cond_mask: torch.Tensor | None = None) -> torch.Tensor:
-        require_batch("x", x)
-        if x.shape[1:] != self.scale.shape:
-            raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, self.scale.shape))}), got {tuple(x.shape)}")
+        _require_samples(x, self.scale.shape)
         velocity = self.scale * x + expand_time(time_batch(t, x), x) * self.shift
         if cond is None:
             return velocity + self.null_shift
@@ -144,36 +144,20 @@ class ConditionedAffineVelocity(nn.Module):
         return cls(*(_tensor(arrays, name) for name in ("scale", "shift", "cond_scale", "null_shift")))
 
 
-class TanhVelocity(nn.Module):
+class TanhVelocity(AffineVelocity):
     """A velocity model that is nonlinear in ``x`` (elementwise, no matrix multiply):
 
         v(x, t) = scale * tanh(x) + t * shift      (shapes (B, ...); parameters shaped like one sample)
 
     Why not ``AffineVelocity``: on a velocity affine in ``x`` and ``t`` every two-stage second-order
     Runge-Kutta step (Heun, midpoint, ...) gives exactly the same result, the second-order Taylor
-    step; a curved ``v`` tells them apart. ``t`` is a float, a 0-d or a ``(B,)`` tensor.
+    step; a curved ``v`` tells them apart. ``t`` is a float, a 0-d or a ``(B,)`` tensor. Built,
+    stored and rebuilt like ``AffineVelocity`` (without a label term).
     """
 
-    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
-        super().__init__()
-        if scale.shape != shift.shape:
-            raise ValueError(f"scale and shift must have the same shape, got {tuple(scale.shape)} and {tuple(shift.shape)}")
-        self.scale = nn.Parameter(scale.clone())
-        self.shift = nn.Parameter(shift.clone())
-
     def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        require_batch("x", x)
-        if x.shape[1:] != self.scale.shape:
-            raise ValueError(f"the model takes x of shape (B, {', '.join(map(str, self.scale.shape))}), "
-                             f"got {tuple(x.shape)}")
+        _require_samples(x, self.scale.shape)
         return self.scale * torch.tanh(x) + expand_time(time_batch(t, x), x) * self.shift
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return _numpy(self)
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TanhVelocity":
-        return cls(_tensor(arrays, "scale"), _tensor(arrays, "shift"))
 
 
 FIXTURES: dict[str, type] = {"AffineVelocity": AffineVelocity, "ElementwiseClassifier": ElementwiseClassifier,

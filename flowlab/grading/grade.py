@@ -37,7 +37,7 @@ from flowlab.grading.codec import save_bundle
 from flowlab.grading.course import Assignment, assignments
 from flowlab.grading.gradebook import GradedSubmission, write_scores
 from flowlab.grading.reference_set import ReferenceSet
-from flowlab.grading.release import build_library, copy_data, make_readable
+from flowlab.grading.release import student_bundle
 from flowlab.grading.restore import grade_id, read_submission, restore
 from flowlab.grading.scoring import CellScore, score_cells
 from flowlab.grading.submissions import Submission, discover
@@ -172,10 +172,7 @@ def prepare_courses(work: Path, only: str | None) -> dict[str, Course]:
         if only and assignment.name != only:
             continue
         course = Course.load(assignment)
-        course.bundle = work / "bundles" / assignment.name
-        build_library(course.bundle, stub_from=assignment.number)
-        copy_data(course.bundle, [a for a in assignments() if a.number <= assignment.number])
-        make_readable(course.bundle)
+        course.bundle = student_bundle(assignment, work / "bundles" / assignment.name)
         courses[assignment.name] = course
     return courses
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowlab.grading.course import Assignment, assignments
-from flowlab.grading.release import build_library, copy_data, make_readable
+from flowlab.grading.course import Assignment
+from flowlab.grading.release import student_bundle
+from flowlab.grading.sandbox import run_detached
 
 FULL_LIMIT_S = 180.0
 GRADING_LIMIT_S = 60.0
@@ -50,37 +49,31 @@ class Rehearsal:
         return self.status == "ok" and not self.errors
 
 
-def student_bundle(assignment: Assignment, folder: Path) -> Path:
-    """The library and data a student of ``assignment`` has (functions of it and later ones stubbed)."""
-    build_library(folder, stub_from=assignment.number)
-    copy_data(folder, [a for a in assignments() if a.number <= assignment.number])
-    make_readable(folder)
-    return folder
+def run_executor(notebook: Path, environment: dict[str, str], cell_timeout: float, notebook_timeout: float,
+                 keep_outputs: bool = False) -> tuple[dict | None, float, str]:
+    """Run ``python -m flowlab.grading.execute`` on ``notebook`` in its folder, detached
+    (``sandbox.run_detached``: own process group, no standard input, output in ``executor.log``).
 
-
-def run_detached(command: list[str], cwd: Path, environment: dict, log: Path, timeout: float) -> int:
-    """Run ``command`` in a process group of its own, output to ``log``, no standard input; wait for
-    it alone (not for pipes that a leftover grandchild could hold open), then end the whole group."""
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return -1
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+    Returns ``(status document, seconds, the log's tail)``; the document is None when the executor
+    itself failed. With ``keep_outputs`` the executed notebook is ``executed.ipynb`` beside it."""
+    work = notebook.parent
+    command = [sys.executable, "-m", "flowlab.grading.execute", notebook.name, "--status", "status.json",
+               "--cell-timeout", str(cell_timeout), "--notebook-timeout", str(notebook_timeout)]
+    if keep_outputs:
+        command += ["--keep-outputs", "executed.ipynb"]
+    start = time.perf_counter()
+    returncode, _ = run_detached(command, work / "executor.log", notebook_timeout + 120, environment, cwd=work)
+    seconds = time.perf_counter() - start
+    log = (work / "executor.log").read_text(errors="replace")[-1000:]
+    status = work / "status.json"
+    return (json.loads(status.read_text()) if returncode == 0 and status.is_file() else None), seconds, log
 
 
 def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
              cell_timeout: float = FULL_LIMIT_S, notebook_timeout: float = 900.0) -> Rehearsal:
     """Execute ``assignment``'s solution notebook against its student bundle and time it.
 
-    The executor runs in a child process of its own (``run_detached``), in an empty folder, with
+    The executor runs in a child process of its own (``run_executor``), in an empty folder, with
     the bundle on ``PYTHONPATH``; a cell may take ``cell_timeout`` seconds, the notebook
     ``notebook_timeout``: past them the cell is interrupted and reported, not waited for."""
     with tempfile.TemporaryDirectory(prefix=f"flowlab-rehearse-{assignment.number:02d}-") as scratch:
@@ -92,18 +85,9 @@ def rehearse(assignment: Assignment, grading: bool, keep: Path | None = None,
         shutil.copy2(assignment.source_notebook, notebook)
         environment = {**os.environ, "PYTHONPATH": str(bundle), "FLOWLAB_DATA": str(bundle / "data"),
                        "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "FLOWLAB_GRADING": "1" if grading else "0"}
-        command = [sys.executable, "-m", "flowlab.grading.execute", notebook.name, "--status", "status.json",
-                   "--cell-timeout", str(cell_timeout), "--notebook-timeout", str(notebook_timeout)]
-        if keep:
-            command += ["--keep-outputs", "executed.ipynb"]
-        start = time.perf_counter()
-        returncode = run_detached(command, work, environment, work / "executor.log", notebook_timeout + 120)
-        seconds = time.perf_counter() - start
-        status = work / "status.json"
-        if returncode != 0 or not status.is_file():
-            log = (work / "executor.log").read_text(errors="replace")[-500:]
-            return Rehearsal(assignment.name, grading, seconds, "executor_failed", (log,))
-        result = json.loads(status.read_text())
+        result, seconds, log = run_executor(notebook, environment, cell_timeout, notebook_timeout, keep is not None)
+        if result is None:
+            return Rehearsal(assignment.name, grading, seconds, "executor_failed", (log[-500:],))
         if keep:
             keep.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work / "executed.ipynb", keep / f"{assignment.name}.{'grading' if grading else 'full'}.ipynb")

@@ -91,6 +91,15 @@ def make_readable(folder: Path) -> None:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
+def student_bundle(assignment: Assignment, folder: Path) -> Path:
+    """The library and data a student of ``assignment`` has: functions of it and later notebooks
+    stubbed, the checkpoints and the public references of notebooks up to it (readable by all)."""
+    build_library(folder, stub_from=assignment.number)
+    copy_data(folder, [a for a in assignments() if a.number <= assignment.number])
+    make_readable(folder)
+    return folder
+
+
 def generate_student_notebooks(selected: list[Assignment], destination: Path) -> list[Path]:
     """Run ``nbgrader generate_assignment`` (on a temporary copy of the course, so that no gradebook
     or release folder appears in ``autograder/``) and copy the student notebooks to ``destination``."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowlab.grading import runtime
+from flowlab.grading.jail import PRIVATE_TMP
 
 LEVELS = ("namespaces", "user", "limits")
 BOX_IN_SANDBOX = "/tmp/submission"
@@ -88,7 +89,7 @@ def default_hide() -> list[str]:
     from flowlab.grading.course import course_dir, repository_dir
 
     paths = [repository_dir(), course_dir(), Path(flowlab.__file__).resolve().parent, Path.home(),
-             *map(Path, ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"))]
+             *map(Path, PRIVATE_TMP)]
     return sorted({os.path.realpath(path) for path in paths if path.exists()})
 
 
@@ -133,17 +134,27 @@ def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, t
     spec_path.write_text(json.dumps(jail_spec(job, level, argv_tail, limits)))
     os.chmod(spec_path, 0o600)
     start = time.monotonic()
+    returncode, timed_out = run_detached(command(spec_path, level), log, timeout, {"PATH": os.environ.get("PATH", "")},
+                                         uid=job.uid if level != "limits" else None)
+    return Outcome(returncode, timed_out, time.monotonic() - start)
+
+
+def run_detached(argv: list[str], log: Path, timeout: float, env: dict[str, str], cwd: Path | None = None,
+                 uid: int | None = None) -> tuple[int, bool]:
+    """Run ``argv`` in a process group of its own, without standard input, its output in ``log``;
+    wait for it alone (not for pipes that a leftover grandchild could hold open) at most ``timeout``
+    seconds, then kill the group (and every process of ``uid``). Returns ``(returncode, timed out)``."""
     with open(log, "wb") as output:
-        process = subprocess.Popen(command(spec_path, level), stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, env={"PATH": os.environ.get("PATH", "")})
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             process.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            _kill(process, job.uid if level != "limits" else None)
-    return Outcome(process.returncode, timed_out, time.monotonic() - start)
+            _kill(process, uid)
+    return process.returncode, timed_out
 
 
 def _kill(process: subprocess.Popen, uid: int | None) -> None:
