@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from flowlab import schedules
-from flowlab.checks import require_batch, require_positive_int, require_same_shape
+from flowlab.validate import require_batch, require_positive_int, require_same_shape
 from flowlab.solvers import integrate
 from flowlab.train import Batch, TrainResult, train
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from flowlab.checks import require_batch, require_same_shape, require_tensor
+from flowlab.validate import require_batch, require_same_shape, require_tensor
 from flowlab.guidance import classifier_free_guidance
 from flowlab.inversion import invert, sdedit
 from flowlab.solvers import Velocity, integrate

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from flowlab.checks import expand_time, require_same_shape, require_tensor, time_batch
+from flowlab.validate import expand_time, require_same_shape, require_tensor, time_batch
 from flowlab.solvers import Velocity
 
 LogProbGrad = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from flowlab.checks import require_batch, require_same_shape, time_grid
+from flowlab.validate import require_batch, require_same_shape, time_grid
 from flowlab.paths import interpolate
 from flowlab.solvers import Velocity, integrate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from flowlab.checks import require_batch, require_positive_int, time_grid
+from flowlab.validate import require_batch, require_positive_int, time_grid
 
 
 def _point_cloud(name: str, points: torch.Tensor) -> torch.Tensor:

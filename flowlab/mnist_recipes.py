@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from flowlab import models, pretrained
-from flowlab.checks import require_choice
+from flowlab.validate import require_choice
 from flowlab.data import mnist
 from flowlab.mnist_reflow import TEACHER, reflow_objective, teacher_pairs
 from flowlab.models.conditioned import condition_mask, low_resolution_condition, top_half_condition

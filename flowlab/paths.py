@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from flowlab.checks import TimeLike, expand_time, require_same_shape, time_batch
+from flowlab.validate import TimeLike, expand_time, require_same_shape, time_batch
 
 
 def _t(t: TimeLike, x: torch.Tensor) -> torch.Tensor:

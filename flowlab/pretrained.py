@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from flowlab import checkpoints, schedules
-from flowlab.checks import require_choice
+from flowlab.validate import require_choice
 from flowlab.metrics import sliced_wasserstein
 from flowlab.solvers import integrate
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from flowlab.checks import require_choice, require_positive_int
+from flowlab.validate import require_choice, require_positive_int
 
 
 def sigma_from_t(t: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from flowlab.checks import require_batch, require_choice, require_same_shape, time_batch, time_grid
+from flowlab.validate import require_batch, require_choice, require_same_shape, time_batch, time_grid
 from flowlab.solvers import STEPS, Velocity, integrate
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from flowlab.checks import require_batch, require_choice, time_batch, time_grid
+from flowlab.validate import require_batch, require_choice, time_batch, time_grid
 from flowlab.multistep import adams_integrate
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flowlab.checks import require_batch, require_choice, require_positive_int, require_same_shape, require_tensor
+from flowlab.validate import require_batch, require_choice, require_positive_int, require_same_shape, require_tensor
 from flowlab.paths import interpolate, target_velocity
 
 

@@ -5,7 +5,7 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 """
 import torch
 
-from flowlab.checks import expand_time, time_batch
+from flowlab.validate import expand_time, time_batch
 from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.grading.checks import AllClose, SeededMean
 from flowlab.grading.codec import GeneratorSeed

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from flowlab.checks import expand_time, time_batch
+from flowlab.validate import expand_time, time_batch
 from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.grading.checks import AllClose
 from flowlab.grading.fixtures import AffineVelocity

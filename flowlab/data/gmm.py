@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
+from flowlab.validate import TimeLike, require_batch, require_positive_int, time_batch
 
 
 class GaussianMixture:

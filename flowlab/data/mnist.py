@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowlab.checks import require_choice, require_positive_int
+from flowlab.validate import require_choice, require_positive_int
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

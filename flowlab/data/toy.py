@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_circles, make_moons
 
-from flowlab.checks import require_choice
+from flowlab.validate import require_choice
 from flowlab.data.gmm import GaussianMixture
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from flowlab.checks import TimeLike, expand_time, require_batch, time_batch
+from flowlab.validate import TimeLike, expand_time, require_batch, time_batch
 
 
 def _tensor(arrays: dict[str, np.ndarray], name: str) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, require_positive_int, time_batch
+from flowlab.validate import TimeLike, require_positive_int, time_batch
 from flowlab.models.unet import (Downsample, ResidualBlock, TimeConditioning, check_channels,
                                  check_dropout, check_image_batch, group_norm)
 

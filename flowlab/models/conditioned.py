@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, require_batch, require_positive_int, require_tensor
+from flowlab.validate import TimeLike, require_batch, require_positive_int, require_tensor
 from flowlab.guidance import cfg_velocity
 from flowlab.models.unet import UNet, check_image_batch
 from flowlab.solvers import Velocity

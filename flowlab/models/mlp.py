@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
+from flowlab.validate import TimeLike, require_batch, require_positive_int, time_batch
 
 
 def sinusoidal_time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0,

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowlab.checks import TimeLike, require_batch, require_positive_int, time_batch
+from flowlab.validate import TimeLike, require_batch, require_positive_int, time_batch
 from flowlab.models.mlp import SinusoidalTimeEmbedding, labels_or_null
 
 MAX_GROUPS = 8
