@@ -1,4 +1,4 @@
-"""Small pretrained checkpoints shipped in the repository's ``data/checkpoints/`` folder.
+"""Small pretrained checkpoints shipped in the repository's ``data/checkpoints/`` folder (and in the package).
 
 Notebooks load these where training would take too long on a laptop CPU::
 
@@ -6,9 +6,9 @@ Notebooks load these where training would take too long on a laptop CPU::
     model = pretrained.load("moons")            # an MLP velocity net, eval mode, on the CPU
     pretrained.info("moons")["metrics"]         # how good it is, measured when it was saved
 
-The folder is ``DATA_DIR / "checkpoints"``, with ``DATA_DIR`` the repository's ``data/`` folder
-(this works for the editable install that the Makefile makes); set the environment variable
-``FLOWLAB_DATA`` to use another folder.
+The folder is ``flowlab.locations.checkpoint_dir()``: the checkout's ``data/checkpoints`` (the
+editable install that the Makefile makes), the copy installed with the package (a plain
+``pip install .``), or ``$FLOWLAB_DATA/checkpoints`` when that variable is set.
 
 How the shipped ``moons`` checkpoint was made (CPU, 14 s on one thread)::
 
@@ -27,33 +27,16 @@ points, and the floor, the same distance between two independent 5,000-point dat
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from flowlab import checkpoints, schedules
+from flowlab.locations import checkpoint_dir, data_dir  # also read as pretrained.* by older callers
 from flowlab.validate import require_choice
 from flowlab.metrics import sliced_wasserstein
 from flowlab.solvers import integrate
-
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-
-
-def data_dir() -> Path:
-    """The data folder: ``$FLOWLAB_DATA`` if set (read at each call), else the repository's ``data/``."""
-    override = os.environ.get("FLOWLAB_DATA")
-    return Path(override) if override else DEFAULT_DATA_DIR
-
-
-DATA_DIR = data_dir()
-
-
-def checkpoint_dir() -> Path:
-    """Where the shipped checkpoints live: ``data_dir() / "checkpoints"``."""
-    return data_dir() / "checkpoints"
-
 
 def available() -> list[str]:
     """Names of the checkpoints present (a ``.safetensors`` file with its ``.json`` beside it)."""

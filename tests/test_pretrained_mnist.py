@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowlab import mnist_eval, models, pretrained
+from flowlab import locations, mnist_eval, models, pretrained
 from flowlab.data import mnist
 
 EXPECTED = {"mnist_cfg": models.UNet, "mnist_eval": models.EvalClassifier,
@@ -102,7 +102,7 @@ def test_cpu_and_device_give_the_same_samples(device):
 
 def test_data_folder_stays_small():
     """Everything under data/ that the repository ships (not the ignored MNIST download cache)."""
-    data = Path(pretrained.DEFAULT_DATA_DIR)
+    data = locations.checkout_data_dir()
     shipped_files = [p for p in data.rglob("*") if p.is_file()
                      and not (p.parent.name == "mnist" and ("-ubyte" in p.name or p.name.startswith(".")))]
     total = sum(p.stat().st_size for p in shipped_files)
