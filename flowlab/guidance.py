@@ -4,7 +4,9 @@ Both return a new ``velocity(x, t)`` (``x: (B, ...)``, ``t: (B,)``) that any sam
 ``flowlab.solvers`` or ``flowlab.sde`` can use. Conventions: t = 0 is noise, t = 1 is data.
 
 * CFG (Ho & Salimans 2022) mixes a conditional and an unconditional prediction:
-  ``v = v_uncond + w (v_cond - v_uncond)``. Because ``x1_hat``, ``x0_hat`` and the score are
+  ``v = v_uncond + w (v_cond - v_uncond)``. ``cfg(v_cond, v_uncond, w)`` does it for any condition
+  (labels, images) given the two partially applied velocities; ``classifier_free_guidance`` is
+  its use with class labels. Because ``x1_hat``, ``x0_hat`` and the score are
   affine in ``v`` at fixed ``(x, t)`` (see ``flowlab.paths``), mixing any of them with the same
   ``w`` gives the same result.
 * Classifier guidance (Dhariwal & Nichol 2021) adds ``w grad_x log p(y | x_t)`` to the score;
@@ -41,26 +43,62 @@ def cfg_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor, w: float) -> torc
     return w * v_cond + (1 - w) * v_uncond
 
 
+def cfg(v_cond: Velocity, v_uncond: Velocity, w: float) -> Velocity:
+    """Classifier-free guidance of two velocities: ``(x, t) -> v_uncond + w (v_cond - v_uncond)``.
+
+    ``v_cond`` and ``v_uncond`` are velocities ``(x, t) -> (B, ...)`` of one model, partially applied
+    to the condition and to the null condition, e.g. ``partial(model, y=labels)`` and
+    ``partial(model, y=null_labels)``, or ``partial(model, cond=image)`` and ``partial(model, cond=None)``.
+    Each evaluation of the result makes **two** model calls for general ``w`` (an Euler step costs
+    2 NFE, a Heun step 4); ``w == 1`` returns ``v_cond`` itself and ``w == 0`` ``v_uncond`` (1 call).
+    """
+    w = _check_weight(w)
+    if not callable(v_cond) or not callable(v_uncond):
+        raise TypeError(f"v_cond and v_uncond must be velocities (x, t) -> tensor, got "
+                        f"{type(v_cond).__name__} and {type(v_uncond).__name__}")
+    if w == 1:
+        return v_cond
+    if w == 0:
+        return v_uncond
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return cfg_velocity(v_cond(x, t), v_uncond(x, t), w)
+
+    return guided
+
+
 def _check_labels(y: torch.Tensor, x: torch.Tensor) -> None:
     if y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape (B,) = ({x.shape[0]},) to match x, got {tuple(y.shape)}")
 
 
-def classifier_free_guidance(model, y: torch.Tensor, w: float, null_label: int | None = None) -> Velocity:
-    """A guided ``velocity(x, t)`` from a class-conditional model ``model(x, t, y=labels)``.
-
-    ``y``: the class labels, an int64 tensor ``(B,)``; the unconditional branch calls the model
-    with every label set to ``null_label`` (an int; ``None`` reads ``model.null_label``).
-
-    Cost: for general ``w`` each evaluation makes **two** model calls (conditional and
-    unconditional), so an Euler step with CFG costs 2 NFE, a Heun step 4. ``w == 1`` calls only
-    the conditional branch and ``w == 0`` only the unconditional one (1 call each).
-    """
-    w = _check_weight(w)
+def _require_labels(y) -> None:
     require_tensor("y", y)
     if y.dim() != 1 or y.dtype != torch.int64:
         raise TypeError(f"y must be an int64 tensor of labels with shape (B,), got dtype {y.dtype} "
                         f"and shape {tuple(y.shape)}")
+
+
+def label_velocity(model, y: torch.Tensor) -> Velocity:
+    """``(x, t) -> model(x, t, y=y)``: a class-conditional model applied to the labels ``y`` ``(B,)``,
+    which follow ``x`` to its device and must match its batch."""
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _check_labels(y, x)
+        return model(x, t, y=y.to(x.device))
+
+    return velocity
+
+
+def classifier_free_guidance(model, y: torch.Tensor, w: float, null_label: int | None = None) -> Velocity:
+    """A guided ``velocity(x, t)`` from a class-conditional model ``model(x, t, y=labels)``:
+    ``cfg(label_velocity(model, y), label_velocity(model, null), w)``.
+
+    ``y``: the class labels, an int64 tensor ``(B,)``; the unconditional branch calls the model
+    with every label set to ``null_label`` (an int; ``None`` reads ``model.null_label``).
+    Cost as for ``cfg``: 2 model calls an evaluation, 1 at ``w == 1`` or ``w == 0``.
+    """
+    w = _check_weight(w)
+    _require_labels(y)
     if null_label is None:
         null_label = getattr(model, "null_label", None)
         if null_label is None:
@@ -68,18 +106,7 @@ def classifier_free_guidance(model, y: torch.Tensor, w: float, null_label: int |
                              "the label that the model was trained to treat as 'no condition'")
     if isinstance(null_label, bool) or not isinstance(null_label, int):
         raise TypeError(f"null_label must be an int, got {type(null_label).__name__}")
-    null = torch.full_like(y, null_label)
-
-    def guided_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        _check_labels(y, x)
-        labels, null_labels = y.to(x.device), null.to(x.device)
-        if w == 1:
-            return model(x, t, y=labels)
-        if w == 0:
-            return model(x, t, y=null_labels)
-        return cfg_velocity(model(x, t, y=labels), model(x, t, y=null_labels), w)
-
-    return guided_velocity
+    return cfg(label_velocity(model, y), label_velocity(model, torch.full_like(y, null_label)), w)
 
 
 def classifier_guidance(velocity: Velocity, log_prob_grad: LogProbGrad, w: float,
@@ -127,10 +154,7 @@ def log_prob_grad_from_classifier(classifier, y: torch.Tensor) -> LogProbGrad:
     differentiating, which gives per-sample gradients as long as the classifier treats samples
     independently (no batch norm in training mode).
     """
-    require_tensor("y", y)
-    if y.dim() != 1 or y.dtype != torch.int64:
-        raise TypeError(f"y must be an int64 tensor of labels with shape (B,), got dtype {y.dtype} "
-                        f"and shape {tuple(y.shape)}")
+    _require_labels(y)
 
     def log_prob_grad(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         _check_labels(y, x)

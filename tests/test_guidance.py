@@ -9,7 +9,7 @@ import torch
 
 from flowlab import paths
 from flowlab.data import GaussianMixture
-from flowlab.guidance import (cfg_velocity, classifier_free_guidance, classifier_guidance,
+from flowlab.guidance import (cfg, cfg_velocity, classifier_free_guidance, classifier_guidance,
                               log_prob_grad_from_classifier)
 from flowlab.schedules import uniform
 from flowlab.solvers import integrate
@@ -81,6 +81,15 @@ def test_cfg_formula_weight_one_is_conditional_and_zero_unconditional(device):
     assert torch.equal(cfg_velocity(v_cond, v_uncond, 1.0), v_cond)
     assert torch.equal(cfg_velocity(v_cond, v_uncond, 0.0), v_uncond)
     torch.testing.assert_close(cfg_velocity(v_cond, v_uncond, 3.0), v_uncond + 3.0 * (v_cond - v_uncond))
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0, 3.0, -0.5])
+def test_cfg_of_two_velocities_mixes_them_and_calls_one_branch_at_w_zero_or_one(w, device):
+    x, t = _batch(device)
+    v_cond, v_uncond = RING.velocity, UNEVEN.velocity      # bound once: each attribute access is a new object
+    guided = cfg(v_cond, v_uncond, w)
+    torch.testing.assert_close(guided(x, t), cfg_velocity(v_cond(x, t), v_uncond(x, t), w))
+    assert (guided is v_cond) == (w == 1.0) and (guided is v_uncond) == (w == 0.0)
 
 
 @pytest.mark.parametrize("w, calls_per_evaluation", [(0.0, 1), (1.0, 1), (2.5, 2)])
@@ -183,6 +192,8 @@ def test_null_label_is_read_from_the_model_or_required():
 @pytest.mark.parametrize("call, error, message", [
     (lambda: cfg_velocity(torch.zeros(4, 2), torch.zeros(4, 3), 2.0), ValueError, "shapes"),
     (lambda: cfg_velocity(torch.zeros(4, 2), torch.zeros(4, 2), float("nan")), TypeError, "w"),
+    (lambda: cfg(RING.velocity, torch.zeros(4, 2), 2.0), TypeError, "v_uncond"),
+    (lambda: cfg(RING.velocity, UNEVEN.velocity, "2"), TypeError, "w must"),
     (lambda: classifier_free_guidance(MixtureClassModel(RING), torch.zeros(4), 2.0), TypeError, "int64"),
     (lambda: classifier_free_guidance(MixtureClassModel(RING), torch.zeros(4, dtype=torch.int64), 2.0,
                                       null_label=1.5), TypeError, "null_label"),

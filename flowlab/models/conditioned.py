@@ -18,14 +18,14 @@ which classifier-free guidance combines (``guided_velocity``).
 """
 from __future__ import annotations
 
-import math
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from flowlab.validate import TimeLike, require_batch, require_positive_int, require_tensor
-from flowlab.guidance import cfg_velocity
+from flowlab.guidance import cfg
 from flowlab.models.unet import UNet, check_image_batch
 from flowlab.solvers import Velocity
 
@@ -118,17 +118,8 @@ def guided_velocity(model: ImageConditionedUNet, cond: torch.Tensor, w: float) -
 
         v = v(x, t, null) + w (v(x, t, cond) - v(x, t, null)),
 
+    that is ``flowlab.guidance.cfg`` of ``model`` applied to ``cond`` and to the null condition.
     ``w = 1``: plain conditional (1 model call); ``w = 0``: unconditional (1 call); else 2 calls.
     """
     require_tensor("cond", cond)
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-        raise TypeError(f"w must be a finite float (1: plain conditional, 0: unconditional), got {w!r}")
-
-    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if w == 1:
-            return model(x, t, cond)
-        if w == 0:
-            return model(x, t, None)
-        return cfg_velocity(model(x, t, cond), model(x, t, None), w)
-
-    return velocity
+    return cfg(partial(model, cond=cond), partial(model, cond=None), w)
