@@ -116,7 +116,7 @@ def test_a_few_steps_lower_the_loss(device):
     result = train(model, gaussian_data, steps=150, batch_size=128, lr=3e-3, generator=0, progress=False)
     after = flow_matching_loss(result.model, gaussian_data(4096, generator(9)).to(device), generator=generator(10))
     assert after < 0.8 * before
-    assert len(result.losses) == 150 and result.seconds > 0
+    assert len(result.losses) == 150
     assert result.settings["steps"] == 150 and not result.ema_model.training
 
 
