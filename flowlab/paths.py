@@ -1,6 +1,6 @@
 """The linear (rectified-flow) probability path and conversions between its parametrisations.
 
-Conventions (see DESIGN.md): t in [0, 1], **t = 0 is noise** ``x0 ~ N(0, I)``, **t = 1 is data** ``x1``.
+Conventions (see docs/DESIGN.md): t in [0, 1], **t = 0 is noise** ``x0 ~ N(0, I)``, **t = 1 is data** ``x1``.
 
     x_t = (1 - t) x0 + t x1,        target velocity  u = x1 - x0.
 

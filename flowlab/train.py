@@ -1,6 +1,6 @@
 """Flow-matching training: the loss, label dropout, an EMA of the weights and the training loop.
 
-Conventions (DESIGN.md): t = 0 is noise ``x0 ~ N(0, I)``, t = 1 is data ``x1``, the path is
+Conventions (docs/DESIGN.md): t = 0 is noise ``x0 ~ N(0, I)``, t = 1 is data ``x1``, the path is
 ``x_t = (1 - t) x0 + t x1`` and the regression target is the conditional velocity ``x1 - x0``:
 
     L(theta) = E_{t ~ U[0, 1], x0, x1} || v_theta(x_t, t, y) - (x1 - x0) ||^2.

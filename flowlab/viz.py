@@ -5,7 +5,7 @@ returns the figure. Figures are made without pyplot, so nothing depends on the b
 server, inline in Jupyter: a returned figure shows when it is the cell's last value, or with
 ``display(fig)``) and the demo can draw hundreds of them without leaking memory.
 
-Conventions (DESIGN.md): t = 0 is noise, t = 1 is data. Trajectories are arrays ``(T, B, 2)`` in
+Conventions (docs/DESIGN.md): t = 0 is noise, t = 1 is data. Trajectories are arrays ``(T, B, 2)`` in
 data coordinates ``(x_1, x_2)``, ordered from noise (index 0) to data (index -1).
 """
 from __future__ import annotations
