@@ -26,7 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	# JupyterLab refuses to start as root (e.g. in a container) unless told to.
+	$(BIN)/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 bench: $(STAMP)
 	$(BIN)/flowlab bench samplers
