@@ -246,7 +246,7 @@ def run_sample(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with torch.inference_mode():
         if args.eta > 0:
-            samples = sample_sde(velocity, noise, grid, args.eta, generator=generator)
+            samples = sample_sde(velocity, noise, grid, eta=args.eta, generator=generator)
         else:
             samples = integrate(velocity, noise, grid, method)
     seconds = time.perf_counter() - start

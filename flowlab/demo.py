@@ -189,7 +189,7 @@ def sde_versus_ode(context: Context) -> list[Item]:
     figure, axes = viz.new_figure(len(flows), len(s.sde_etas))
     for row, (name, velocity, x0, data, lim) in enumerate(flows):
         for column, eta in enumerate(s.sde_etas):
-            samples = sample_sde(velocity, x0, grid, eta, generator=context.generator(10 + column))
+            samples = sample_sde(velocity, x0, grid, eta=eta, generator=context.generator(10 + column))
             kind = "ODE" if eta == 0 else ("SDE, DDPM-like" if eta == 1 else "SDE")
             viz.scatter_density(samples, ax=axes[row, column], lim=lim, color=viz.STYLE["sample_color"],
                                 title=f"{name}: eta = {eta:g} ({kind})\n{_distance(samples, data)}")

@@ -139,4 +139,4 @@ def sdedit_class(model, x1: torch.Tensor, y_to: Labels, t0: float, ts, noise: to
     require_tensor("noise", noise)
     require_same_shape(x1=x1, noise=noise)
     velocity = conditional_velocity(model, class_labels("y_to", y_to, x1, model), w)
-    return sdedit(velocity, x1, t0, ts, noise.to(x1), method)
+    return sdedit(velocity, x1, t0, ts, noise=noise.to(x1), method=method)

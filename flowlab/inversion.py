@@ -13,17 +13,16 @@ import math
 
 import torch
 
-from flowlab.validate import require_batch, require_same_shape, time_grid
 from flowlab.paths import interpolate
-from flowlab.solvers import Velocity, integrate
+from flowlab.sampling import Velocity
+from flowlab.solvers import integrate
+from flowlab.validate import increasing_grid, require_batch, require_same_shape
+
+REVERSED_HERE = "pass the sampling grid, invert reverses it itself"
 
 
 def _sampling_grid(ts) -> torch.Tensor:
-    times = time_grid(ts)
-    if times[-1] < times[0]:
-        raise ValueError(f"ts must be the increasing sampling grid (t = 0 noise -> t = 1 data), got "
-                         f"{times.tolist()}; invert reverses it itself")
-    return times
+    return increasing_grid(ts, REVERSED_HERE)
 
 
 def invert(velocity: Velocity, x1: torch.Tensor, ts, method: str = "euler") -> torch.Tensor:
@@ -52,7 +51,7 @@ def round_trip(velocity: Velocity, x1: torch.Tensor, ts, method: str = "euler"):
     return x0_hat, x1_reconstructed, error
 
 
-def sdedit(velocity: Velocity, x1: torch.Tensor, t0: float, ts, noise: torch.Tensor,
+def sdedit(velocity: Velocity, x1: torch.Tensor, t0: float, ts, *, noise: torch.Tensor,
            method: str = "euler") -> torch.Tensor:
     """SDEdit (Meng et al. 2022): noise the data partway, then sample it back with ``velocity``.
 
@@ -62,7 +61,8 @@ def sdedit(velocity: Velocity, x1: torch.Tensor, t0: float, ts, noise: torch.Ten
     sample once ``t0 >= ts[-1]``, and ``x_t0`` is returned). A conditional velocity (e.g. a
     ``functools.partial`` with another class label) turns this into class editing.
 
-    ``x1``, ``noise``: ``(B, ...)``; ``0 <= t0 <= 1``.
+    ``x1``, ``noise`` (keyword only, like every sampler's injected noise): ``(B, ...)``;
+    ``0 <= t0 <= 1``.
     """
     require_batch("x1", x1)
     require_same_shape(x1=x1, noise=noise)

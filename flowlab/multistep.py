@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from flowlab.sampling import start
+
 
 def adams_bashforth2(x, h, k, v, v_prev):
     """Predictor: ``x + h v + h^2/(2k) (v - v_prev)``; Euler when there is no history."""
@@ -38,14 +40,19 @@ def adams_moulton3(x, h, k, v_next, v, v_prev):
     return x + a * v_next + b * v + c * v_prev
 
 
-def adams_integrate(evaluate, x: torch.Tensor, times: list[float], on_step=None) -> torch.Tensor:
-    """Run the PEC sampler over ``times`` (floats, monotone); ``evaluate(x, t)`` takes a float t.
+def sample_adams(velocity, x: torch.Tensor, ts, *, generator=None, noise=None, return_path: bool = False,
+                 callback=None):
+    """Run the PEC sampler over the grid ``ts`` (either direction); the shared sampler signature
+    of ``flowlab.sampling`` (deterministic: ``generator`` and ``noise`` are not used).
 
-    ``on_step(i, t, t_next, x_next)`` is called after each step (for checks and paths).
+    ``n`` steps cost ``n`` velocity evaluations. Returns ``x_end`` or ``(x_end, path)``.
     """
+    run = start("adams", velocity, x, ts, generator=generator, noise=noise, return_path=return_path,
+                callback=callback)
+    times, last = run.times, len(run.times) - 2
+    evaluate = run.evaluate(0)
     v, v_prev, k = evaluate(x, times[0]), None, None
-    last = len(times) - 2
-    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+    for i, t, t_next in run.steps:
         h = t_next - t
         x_pred = adams_bashforth2(x, h, k, v, v_prev)
         if i == last:
@@ -54,6 +61,6 @@ def adams_integrate(evaluate, x: torch.Tensor, times: list[float], on_step=None)
             v_next = evaluate(x_pred, t_next)
             x = adams_moulton3(x, h, k, v_next, v, v_prev)
             v_prev, v, k = v, v_next, h
-        if on_step is not None:
-            on_step(i, t, t_next, x)
-    return x
+        evaluate = run.evaluate(i + 1)
+        run.record(i, t, t_next, x)
+    return run.finish(x)

@@ -56,9 +56,13 @@ def require_choice(name: str, value: str, choices) -> str:
 def time_batch(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
     """Broadcast a time to one value per batch element: float, 0-d or ``(B,)`` -> ``(B,)``.
 
-    The result has ``x``'s dtype and device. Times outside [0, 1] are rejected.
+    The result has ``x``'s dtype and device. Times outside [0, 1] are rejected. Checking the values
+    of a tensor costs a device-to-host sync on an accelerator, so a time made by ``grid_time`` (the
+    samplers' times, which come from a grid already checked) is trusted and returned as it is.
     """
     if isinstance(t, torch.Tensor):
+        if getattr(t, _CHECKED_TIME, False) and t.shape == (x.shape[0],):
+            return t.to(dtype=x.dtype, device=x.device)
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         elif t.shape != (x.shape[0],):
@@ -72,8 +76,25 @@ def time_batch(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
     if not 0.0 <= float(t) <= 1.0 or math.isnan(float(t)):
         raise ValueError(f"t must lie in [0, 1] (t = 0 is noise, t = 1 is data), got {t}")
-    # A stride-0 view: no (B,)-sized allocation per velocity call (the solvers' hot path).
-    return torch.tensor(float(t), dtype=x.dtype, device=x.device).expand(x.shape[0])
+    return _broadcast_time(float(t), x)
+
+
+# The attribute that marks a time tensor as made from a checked grid (see ``grid_time``).
+_CHECKED_TIME = "_flowlab_checked_time"
+
+
+def _broadcast_time(t: float, x: torch.Tensor) -> torch.Tensor:
+    # new_full launches a fill kernel (torch.tensor(t, device=...) would copy from the host and
+    # wait for the device); expand gives a stride-0 view, no (B,)-sized allocation per call.
+    return x.new_full((), t).expand(x.shape[0])
+
+
+def grid_time(t: float, x: torch.Tensor) -> torch.Tensor:
+    """The time ``t`` (a float from a grid that ``time_grid`` accepted) as a ``(B,)`` tensor that
+    ``time_batch`` trusts without looking at its values: the samplers' hot path, free of syncs."""
+    time = _broadcast_time(t, x)
+    setattr(time, _CHECKED_TIME, True)
+    return time
 
 
 def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -102,10 +123,65 @@ def time_grid(ts, name: str = "ts") -> torch.Tensor:
     return ts
 
 
-def require_finite(name: str, value: torch.Tensor, t: TimeLike | None = None) -> torch.Tensor:
-    """Raise a ``ValueError`` if ``value`` (typically a model output) holds NaN or infinity."""
-    if not torch.isfinite(value).all():
-        where = "" if t is None else f" at t = {float(torch.as_tensor(t).flatten()[0]):.4g}"
-        raise ValueError(f"{name} returned NaN or infinity{where}; check the model, its inputs "
-                         f"and the time grid")
-    return value
+def increasing_grid(ts, why: str, name: str = "ts") -> torch.Tensor:
+    """``time_grid`` for a caller that only samples (noise -> data); ``why`` ends the error."""
+    times = time_grid(ts, name)
+    if times[-1] < times[0]:
+        raise ValueError(f"{name} must be increasing (t = 0 noise -> t = 1 data), got {times.tolist()}; {why}")
+    return times
+
+
+def require_nonnegative(name: str, value) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float >= 0, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value}")
+    return float(value)
+
+
+def require_interval(name: str, interval) -> tuple[float, float]:
+    """A pair ``(low, high)`` with ``0 <= low <= high <= 1``, as floats."""
+    try:
+        low, high = (float(value) for value in interval)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a pair of floats (t_min, t_max), got {interval!r}") from error
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"{name} must satisfy 0 <= t_min <= t_max <= 1, got {interval!r}")
+    return low, high
+
+
+def sampler_noise(noise, generator, n_steps: int, x: torch.Tensor) -> torch.Tensor | None:
+    """Check a sampler's injected randomness; return ``noise`` on ``x``'s device and dtype (or None).
+
+    ``noise``: ``(n_steps, *x.shape)``, ``noise[i]`` feeds step ``i``; it excludes ``generator``.
+    """
+    if noise is not None and generator is not None:
+        raise ValueError("pass either noise or generator, not both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if noise is None:
+        return None
+    expected = (n_steps, *x.shape)
+    if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != expected:
+        got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise ValueError(f"noise must have shape (len(ts) - 1, *x.shape) = {expected}, got {got}")
+    return noise.to(dtype=x.dtype, device=x.device)
+
+
+def require_velocity_output(v, x: torch.Tensor) -> torch.Tensor:
+    """Check that a velocity answered with a tensor shaped like its input ``x``."""
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"velocity(x, t) must return a tensor shaped like x {tuple(x.shape)}, got {got}")
+    return v
+
+
+def require_finite_result(x: torch.Tensor, sampler: str, times: list[float]) -> torch.Tensor:
+    """The samplers' one check of the model's numbers, after the loop: a single device-to-host
+    sync per call instead of one per step (NaN and infinity propagate to the end point)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"the velocity produced NaN or infinity: {sampler} from t = {times[0]:.4g} to "
+                         f"{times[-1]:.4g} in {len(times) - 1} steps ended with non-finite values; check "
+                         f"the model (its weights and its output for these inputs) and the time grid")
+    return x

@@ -68,7 +68,7 @@ def test_invert_rejects_a_decreasing_grid():
 @pytest.mark.parametrize("method", ["euler", "heun"])
 def test_sdedit_from_t0_zero_is_full_sampling(method, device):
     x1, noise, ts = GMM.sample(16).to(device), _noise(device, n=16), uniform(8)
-    assert torch.equal(sdedit(GMM.velocity, x1, 0.0, ts, noise, method),
+    assert torch.equal(sdedit(GMM.velocity, x1, 0.0, ts, noise=noise, method=method),
                        integrate(GMM.velocity, noise, ts, method))
 
 
@@ -77,14 +77,20 @@ def test_sdedit_starts_on_the_path_and_steps_on_the_rest_of_the_grid(device):
     start = interpolate(noise, x1, 0.3)
     expected = integrate(GMM.velocity, start, torch.tensor([0.3, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0],
                                                            dtype=torch.float64))
-    torch.testing.assert_close(sdedit(GMM.velocity, x1, 0.3, ts, noise), expected)
-    assert torch.equal(sdedit(GMM.velocity, x1, 1.0, ts, noise), x1)
+    torch.testing.assert_close(sdedit(GMM.velocity, x1, 0.3, ts, noise=noise), expected)
+    assert torch.equal(sdedit(GMM.velocity, x1, 1.0, ts, noise=noise), x1)
+
+
+def test_sdedit_takes_noise_by_keyword_only():
+    x1, noise = _noise("cpu", n=4, seed=1), _noise("cpu", n=4, seed=2)
+    with pytest.raises(TypeError, match="positional"):
+        sdedit(GMM.velocity, x1, 0.5, uniform(4), noise)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda x, n: sdedit(GMM.velocity, x, 1.5, uniform(4), n), "t0"),
-    (lambda x, n: sdedit(GMM.velocity, x, 0.5, uniform(4), n[:2]), "shapes"),
-    (lambda x, n: sdedit(GMM.velocity, x, 0.5, uniform(4).flip(0), n), "increasing"),
+    (lambda x, n: sdedit(GMM.velocity, x, 1.5, uniform(4), noise=n), "t0"),
+    (lambda x, n: sdedit(GMM.velocity, x, 0.5, uniform(4), noise=n[:2]), "shapes"),
+    (lambda x, n: sdedit(GMM.velocity, x, 0.5, uniform(4).flip(0), noise=n), "increasing"),
     (lambda x, n: round_trip(GMM.velocity, x, uniform(4), "leapfrog"), "method"),
 ])
 def test_bad_input_raises_a_clear_error(call, message):

@@ -96,7 +96,7 @@ def test_floor_formula_matches_independent_exact_sets():
 
 @pytest.mark.parametrize("eta", [0.5, 1.0])
 def test_sde_reaches_the_data_distribution(eta, device, reference, floor):
-    samples = sample_sde(GMM.velocity, _start(device), uniform(N_STEPS), eta, generator=_generator(4))
+    samples = sample_sde(GMM.velocity, _start(device), uniform(N_STEPS), eta=eta, generator=_generator(4))
     assert _ratio(samples, reference, floor) < PASS_FACTOR
 
 
@@ -106,7 +106,7 @@ def test_sde_without_score_term_misses_the_data_distribution(device, reference, 
 
 
 def test_churn_reaches_the_data_distribution(device, reference, floor):
-    samples = sample_churn(GMM.velocity, _start(device), uniform(N_CHURN_STEPS), 0.1, generator=_generator(5))
+    samples = sample_churn(GMM.velocity, _start(device), uniform(N_CHURN_STEPS), gamma=0.1, generator=_generator(5))
     assert _ratio(samples, reference, floor) < PASS_FACTOR
 
 
@@ -123,16 +123,16 @@ def _noise(n_steps: int, x: torch.Tensor, seed: int = 6) -> torch.Tensor:
 def test_eta_zero_is_euler_exactly(device):
     x, ts = _start(device, n=64), uniform(10)
     expected = integrate(GMM.velocity, x, ts, "euler")
-    assert torch.equal(sample_sde(GMM.velocity, x, ts, 0.0), expected)
-    assert torch.equal(sample_sde(GMM.velocity, x, ts, 0.0, noise=_noise(10, x)), expected)
+    assert torch.equal(sample_sde(GMM.velocity, x, ts, eta=0.0), expected)
+    assert torch.equal(sample_sde(GMM.velocity, x, ts, eta=0.0, noise=_noise(10, x)), expected)
 
 
 @pytest.mark.parametrize("method", sorted(STEPS))
 def test_gamma_zero_is_the_deterministic_method_exactly(method, device):
     x, ts = _start(device, n=64), uniform(10)
     expected = integrate(GMM.velocity, x, ts, method)
-    assert torch.equal(sample_churn(GMM.velocity, x, ts, 0.0, method=method), expected)
-    assert torch.equal(sample_churn(GMM.velocity, x, ts, 0.0, method=method, noise=_noise(10, x)), expected)
+    assert torch.equal(sample_churn(GMM.velocity, x, ts, gamma=0.0, method=method), expected)
+    assert torch.equal(sample_churn(GMM.velocity, x, ts, gamma=0.0, method=method, noise=_noise(10, x)), expected)
 
 
 def test_euler_maruyama_step_formula():
@@ -167,41 +167,50 @@ def test_churn_step_lands_on_the_path():
 
 def test_generator_noise_equals_injected_noise_and_is_reproducible(device):
     x, ts = _start(device, n=64), uniform(10)
-    with_generator = sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(6))
-    again = sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(6))
-    injected = sample_sde(GMM.velocity, x, ts, 1.0, noise=_noise(10, x.cpu(), seed=6))
+    with_generator = sample_sde(GMM.velocity, x, ts, eta=1.0, generator=_generator(6))
+    again = sample_sde(GMM.velocity, x, ts, eta=1.0, generator=_generator(6))
+    injected = sample_sde(GMM.velocity, x, ts, eta=1.0, noise=_noise(10, x.cpu(), seed=6))
     assert torch.equal(with_generator, again)
     torch.testing.assert_close(with_generator, injected, rtol=0, atol=0)
-    other_seed = sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(9))
+    other_seed = sample_sde(GMM.velocity, x, ts, eta=1.0, generator=_generator(9))
     assert not torch.allclose(with_generator, other_seed)
 
 
 @pytest.mark.parametrize("sampler", ["sde", "churn"])
 def test_same_seed_same_samples_on_every_device(sampler, device):
     x, ts = _start("cpu", n=64), uniform(10)
-    run = {"sde": lambda x: sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(6)),
-           "churn": lambda x: sample_churn(GMM.velocity, x, ts, 0.3, generator=_generator(6))}[sampler]
+    run = {"sde": lambda x: sample_sde(GMM.velocity, x, ts, eta=1.0, generator=_generator(6)),
+           "churn": lambda x: sample_churn(GMM.velocity, x, ts, gamma=0.3, generator=_generator(6))}[sampler]
     torch.testing.assert_close(run(x.to(device)).cpu(), run(x), rtol=1e-9, atol=1e-9)
 
 
-def test_sde_path_has_every_grid_time(device):
+@pytest.mark.parametrize("sample, option", [(sample_sde, {"eta": 1.0}), (sample_churn, {"gamma": 0.3})],
+                         ids=["sde", "churn"])
+def test_path_has_every_grid_time(sample, option, device):
     x, ts = _start(device, n=8), uniform(5)
-    end, path = sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(0), return_path=True)
+    end, path = sample(GMM.velocity, x, ts, **option, generator=_generator(0), return_path=True)
     assert path.shape == (6, 8, 2)
     assert torch.equal(path[0], x) and torch.equal(path[-1], end)
+    assert torch.equal(end, sample(GMM.velocity, x, ts, **option, generator=_generator(0)))
+
+
+@pytest.mark.parametrize("sample", [sample_sde, sample_churn])
+def test_options_are_keyword_only(sample):
+    with pytest.raises(TypeError, match="positional"):
+        sample(GMM.velocity, _start("cpu", n=8), uniform(5), 0.5)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda x, ts: sample_sde(GMM.velocity, x, ts, -0.1), "eta"),
-    (lambda x, ts: sample_sde(GMM.velocity, x, ts.flip(0), 1.0), "increasing"),
-    (lambda x, ts: sample_sde(GMM.velocity, x, ts, 1.0, noise=torch.zeros(4, *x.shape)), "noise"),
-    (lambda x, ts: sample_sde(GMM.velocity, x, ts, 1.0, noise=torch.zeros(5, 8, 3)), "noise"),
-    (lambda x, ts: sample_sde(GMM.velocity, x, ts, 1.0, generator=_generator(0),
+    (lambda x, ts: sample_sde(GMM.velocity, x, ts, eta=-0.1), "eta"),
+    (lambda x, ts: sample_sde(GMM.velocity, x, ts.flip(0), eta=1.0), "increasing"),
+    (lambda x, ts: sample_sde(GMM.velocity, x, ts, eta=1.0, noise=torch.zeros(4, *x.shape)), "noise"),
+    (lambda x, ts: sample_sde(GMM.velocity, x, ts, eta=1.0, noise=torch.zeros(5, 8, 3)), "noise"),
+    (lambda x, ts: sample_sde(GMM.velocity, x, ts, eta=1.0, generator=_generator(0),
                               noise=torch.zeros(5, *x.shape)), "either"),
-    (lambda x, ts: sample_churn(GMM.velocity, x, ts, -1.0), "gamma"),
-    (lambda x, ts: sample_churn(GMM.velocity, x, ts.flip(0), 0.1), "increasing"),
-    (lambda x, ts: sample_churn(GMM.velocity, x, ts, 0.1, method="leapfrog"), "method"),
-    (lambda x, ts: sample_churn(GMM.velocity, x, ts, 0.1, t_range=(0.8, 0.2)), "t_range"),
+    (lambda x, ts: sample_churn(GMM.velocity, x, ts, gamma=-1.0), "gamma"),
+    (lambda x, ts: sample_churn(GMM.velocity, x, ts.flip(0), gamma=0.1), "increasing"),
+    (lambda x, ts: sample_churn(GMM.velocity, x, ts, gamma=0.1, method="leapfrog"), "method"),
+    (lambda x, ts: sample_churn(GMM.velocity, x, ts, gamma=0.1, t_range=(0.8, 0.2)), "t_range"),
     (lambda x, ts: churn_step(x, 0.0, 0.1, torch.zeros_like(x)), "0 < t < 1"),
     (lambda x, ts: euler_maruyama_step(GMM.velocity, x, 0.5, 0.4, 1.0, torch.zeros_like(x)), "t_next > t"),
     (lambda x, ts: euler_maruyama_step(GMM.velocity, x, 0.5, 0.6, 1.0, torch.zeros(8, 3)), "shapes"),
@@ -214,4 +223,4 @@ def test_bad_input_raises_a_clear_error(call, message):
 
 def test_eta_must_be_a_number():
     with pytest.raises(TypeError, match="eta"):
-        sample_sde(GMM.velocity, _start("cpu", n=8), uniform(5), "1.0")
+        sample_sde(GMM.velocity, _start("cpu", n=8), uniform(5), eta="1.0")
