@@ -192,15 +192,25 @@ print(json.dumps({"package": flowlab.__file__, "data": str(data), "checkpoints":
 """
 
 
+def is_flowlab_install(name: str) -> bool:
+    """An entry of site-packages that belongs to an install of flowlab or its grader, or that runs at start-up."""
+    return name.lower().startswith(("flowlab", "__editable__")) or name.endswith(".pth")
+
+
 def fresh_venv(folder: Path) -> Path:
-    """A venv without pip whose site-packages also sees this interpreter's (torch and the rest are not
-    reinstalled). A plain path line in a ``.pth`` does not run the ``.pth`` files of that folder, so
-    the editable install of this checkout stays invisible there. Returns its python."""
-    venv.create(folder, with_pip=False)
-    python = folder / "bin" / "python"
+    """A venv without pip that sees this interpreter's packages (torch, pip, setuptools, ...: nothing is
+    reinstalled) but none of its flowlab installs, as if flowlab had never been installed. It gets them
+    through a folder of links to every other entry of this site-packages. Returns its python."""
+    venv.create(folder / "venv", with_pip=False)
+    python = folder / "venv" / "bin" / "python"
+    dependencies = folder / "dependencies"
+    dependencies.mkdir()
+    for entry in Path(sysconfig.get_path("purelib")).iterdir():
+        if not is_flowlab_install(entry.name):
+            (dependencies / entry.name).symlink_to(entry)
     site_packages = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                    capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site_packages) / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (Path(site_packages) / "dependencies.pth").write_text(f"{dependencies}\n")
     return python
 
 
@@ -219,7 +229,7 @@ def test_a_plain_pip_install_runs_the_demo_and_loads_every_checkpoint(tmp_path):
     (source / "data" / "mnist" / FAKE_MNIST_CACHE).write_bytes(b"a download that must stay out of the wheel")
     outside.mkdir()
     start = time.perf_counter()
-    python = fresh_venv(tmp_path / "venv")
+    python = fresh_venv(tmp_path)
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("FLOWLAB_DATA", "PYTHONPATH", "VIRTUAL_ENV")}
     environment["PATH"] = f"{python.parent}{os.pathsep}{environment.get('PATH', '')}"
