@@ -6,6 +6,7 @@
     flowlab bench samplers [--quick]                   solver error vs NFE table
     flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
     flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
+    flowlab bench speed [--device cuda] [--quick]      ms per NFE: integrate vs torchdiffeq vs a bare loop
     flowlab references | release | grade               the course: references, student bundle, grading
     flowlab rehearse [--assignment NN] [--grading]     run the solution notebooks against the student release, timed
 
@@ -295,6 +296,23 @@ def run_bench_mnist(args: argparse.Namespace) -> int:
     from flowlab.bench_mnist import main_mnist
 
     main_mnist(quick=args.quick, seed=args.seed, device=args.device)
+    return 0
+
+
+@command("bench", "speed", help="ms per NFE of integrate vs torchdiffeq vs a bare loop (2D MLP, MNIST UNet)",
+         arguments=[
+    argument("--device", type=torch_device, default="cpu", help="torch device (default: %(default)s)"),
+    argument("--quick", action="store_true", help="tiny batches, one repeat (seconds; for tests)"),
+    argument("--steps", type=positive_int, help="grid steps per run (default: 20; quick: 2)"),
+    argument("--repeats", type=positive_int, help="timed runs per cell, the best is kept (default: 5)"),
+    argument("--mlp-batch", type=positive_int, help="batch of the 2D MLP (default: 100000)"),
+    argument("--unet-batch", type=positive_int, help="batch of the MNIST UNet (default: 1000)"),
+])
+def run_bench_speed(args: argparse.Namespace) -> int:
+    from flowlab.bench_speed import main_speed
+
+    main_speed(args.device, quick=args.quick, steps_=args.steps, repeats=args.repeats,
+               mlp_batch=args.mlp_batch, unet_batch=args.unet_batch)
     return 0
 
 

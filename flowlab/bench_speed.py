@@ -1,0 +1,156 @@
+"""Speed of the samplers' loops: milliseconds per velocity evaluation (NFE) of ``integrate``, of
+torchdiffeq's ``odeint`` on the same fixed grid, and of a bare hand-written loop.
+
+    flowlab bench speed [--device cpu|cuda] [--quick] [--steps N] [--repeats N]
+                        [--mlp-batch B] [--unet-batch B]
+
+Two networks with random weights (timing does not depend on training): the 2D MLP of the ``moons``
+checkpoint at batch 100,000 and the MNIST UNet of the ``mnist_cfg`` checkpoint at batch 1,000.
+The bare loop is what one would write by hand, ``x = x + h * model(x, t)`` with a float ``t``
+(and the same Heun / Adams formulas), with no checks at all: ``integrate``'s column over it
+(``vs bare``) is the cost of checking the inputs once, recording nothing and checking the end
+point once; the goal is within 5% (``vs bare`` <= 1.05). torchdiffeq has no PEC Adams on a fixed
+grid, so its Adams cell is empty.
+
+Each cell is the best of ``repeats`` timed runs (after one warm-up run), under
+``torch.inference_mode``, in float32; on CUDA the clock is read after ``torch.cuda.synchronize``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from flowlab import models, schedules, steps
+from flowlab.multistep import adams_bashforth2, adams_moulton3
+from flowlab.solvers import NFE_PER_STEP, CountingVelocity, integrate
+
+METHODS = ("euler", "heun", "adams")
+TORCHDIFFEQ_METHOD = {"euler": "euler", "heun": "heun2"}      # the same fixed-grid updates
+FULL = {"mlp_batch": 100_000, "unet_batch": 1_000, "steps": 20, "repeats": 5}
+QUICK = {"mlp_batch": 256, "unet_batch": 2, "steps": 2, "repeats": 1}
+COLUMNS = ("network", "batch", "method", "NFE", "bare ms", "integrate ms", "torchdiffeq ms", "vs bare")
+
+
+@dataclass
+class Workload:
+    """A network, the starting noise ``x`` (``(B, ...)``) and the grid ``ts`` it is sampled on."""
+    network: str
+    velocity: Callable
+    x: torch.Tensor
+    ts: torch.Tensor
+
+
+def workloads(device: torch.device, mlp_batch: int, unet_batch: int, steps_: int, seed: int = 0) -> list[Workload]:
+    """The 2D MLP (``moons`` configuration) and the MNIST UNet (``mnist_cfg`` configuration)."""
+    torch.manual_seed(seed)
+    mlp = models.MLP(dim=2, hidden=64, depth=3, time_embedding_dim=32).to(device).eval()
+    unet = models.UNet().to(device).eval()
+    generator = torch.Generator().manual_seed(seed)
+    ts = schedules.uniform(steps_)
+    return [Workload("mlp-2d", mlp, torch.randn(mlp_batch, 2, generator=generator).to(device), ts),
+            Workload("unet-mnist", unet, torch.randn(unet_batch, 1, 28, 28, generator=generator).to(device), ts)]
+
+
+def bare_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """The loop without any check: float times straight from the grid into the network."""
+    times = ts.tolist()
+    if method == "adams":
+        return _bare_adams(velocity, x, times)
+    kernel = steps.KERNELS[method]
+    for t, t_next in zip(times[:-1], times[1:]):
+        x = kernel(velocity, x, t, t_next)
+    return x
+
+
+def _bare_adams(velocity: Callable, x: torch.Tensor, times: list[float]) -> torch.Tensor:
+    v, v_prev, k = velocity(x, times[0]), None, None
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+        h = t_next - t
+        x_pred = adams_bashforth2(x, h, k, v, v_prev)
+        if i == len(times) - 2:
+            return x_pred
+        v_next = velocity(x_pred, t_next)
+        x = adams_moulton3(x, h, k, v_next, v, v_prev)
+        v_prev, v, k = v, v_next, h
+    return x
+
+
+def torchdiffeq_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    import torchdiffeq
+
+    # torchdiffeq calls func(t, x) with a 0-d t and keeps every grid time's state (as return_path).
+    return torchdiffeq.odeint(lambda t, y: velocity(y, t), x, ts.to(x), method=TORCHDIFFEQ_METHOD[method])[-1]
+
+
+def integrate_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    return integrate(velocity, x, ts, method)
+
+
+def best_ms_per_nfe(loop: Callable, method: str, workload: Workload, repeats: int) -> float:
+    """Best wall time of ``loop(method, velocity, x, ts)`` over ``repeats`` runs, per evaluation."""
+    counted = CountingVelocity(workload.velocity)
+    loop(method, counted, workload.x, workload.ts)                  # warm-up, and the NFE count
+    cuda = workload.x.is_cuda
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loop(method, workload.velocity, workload.x, workload.ts)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best / counted.nfe
+
+
+def speed_rows(device: torch.device, mlp_batch: int, unet_batch: int, steps_: int, repeats: int) -> list[dict]:
+    """One row per network x method: ms per NFE of the bare loop, ``integrate`` and torchdiffeq."""
+    rows = []
+    with torch.inference_mode():
+        for workload in workloads(device, mlp_batch, unet_batch, steps_):
+            for method in METHODS:
+                bare = best_ms_per_nfe(bare_loop, method, workload, repeats)
+                ours = best_ms_per_nfe(integrate_loop, method, workload, repeats)
+                theirs = (best_ms_per_nfe(torchdiffeq_loop, method, workload, repeats)
+                          if method in TORCHDIFFEQ_METHOD else None)
+                rows.append({"network": workload.network, "batch": workload.x.shape[0], "method": method,
+                             "NFE": NFE_PER_STEP[method] * steps_, "bare ms": bare, "integrate ms": ours,
+                             "torchdiffeq ms": theirs, "vs bare": ours / bare})
+    return rows
+
+
+def format_speed_table(rows: list[dict], device: torch.device) -> str:
+    """A fixed-width table, one line per row, with the device and threads in the title."""
+    threads = f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else ""
+    title = f"ms per velocity evaluation on {device}{threads} (best of the repeats; float32)"
+    widths = (11, 8, 7, 5, 10, 13, 15, 8)
+    lines = [title, "".join(f"{name:>{w}}" for name, w in zip(COLUMNS, widths))]
+    for row in rows:
+        cells = []
+        for name, width in zip(COLUMNS, widths):
+            value = row[name]
+            if value is None:
+                cells.append(f"{'-':>{width}}")
+            elif name == "vs bare":
+                cells.append(f"{value:>{width}.3f}")
+            elif isinstance(value, float):
+                cells.append(f"{value:>{width}.4f}")
+            else:
+                cells.append(f"{value:>{width}}")
+        lines.append("".join(cells))
+    return "\n".join(lines)
+
+
+def main_speed(device: torch.device | str = "cpu", quick: bool = False, steps_: int | None = None,
+               repeats: int | None = None, mlp_batch: int | None = None, unet_batch: int | None = None) -> str:
+    """Measure and print the table (``quick``: tiny batches and one repeat, for tests); returns it."""
+    device = torch.device(device)
+    preset = QUICK if quick else FULL
+    rows = speed_rows(device, mlp_batch or preset["mlp_batch"], unet_batch or preset["unet_batch"],
+                      steps_ or preset["steps"], repeats or preset["repeats"])
+    table = format_speed_table(rows, device)
+    print(table)
+    return table
