@@ -183,7 +183,7 @@ def test_pretrained_names_are_checked(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="available"):
         pretrained.load("no-such-model")
     monkeypatch.setenv("FLOWLAB_DATA", str(tmp_path))
-    assert pretrained.data_dir() == tmp_path and pretrained.available() == []
+    assert pretrained.checkpoint_dir() == tmp_path / "checkpoints" and pretrained.available() == []
 
 
 @pytest.mark.slow
