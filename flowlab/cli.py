@@ -154,8 +154,8 @@ def run_train_toy(args: argparse.Namespace) -> int:
 
 
 def _register_mnist_recipes() -> None:
-    """``flowlab train mnist-cfg ...``: one subcommand per recipe in ``flowlab.mnist_recipes``."""
-    from flowlab.mnist_recipes import RECIPES
+    """``flowlab train mnist-cfg ...``: one subcommand per recipe in ``flowlab.mnist.recipes``."""
+    from flowlab.mnist.recipes import RECIPES
 
     for name, recipe in RECIPES.items():
         @command("train", name, help=f"train the {recipe.checkpoint} checkpoint (MNIST)", arguments=[
@@ -169,7 +169,7 @@ def _register_mnist_recipes() -> None:
             import json
 
             from flowlab.checkpoints import checkpoint_paths
-            from flowlab.mnist_recipes import save_recipe, train_recipe
+            from flowlab.mnist.recipes import save_recipe, train_recipe
 
             result = train_recipe(name, steps=args.steps, seed=args.seed, device=args.device)
             meta = save_recipe(result, args.out)
@@ -293,7 +293,7 @@ def run_bench_samplers(args: argparse.Namespace) -> int:
     argument("--device", type=torch_device, default="cpu", help="torch device (default: %(default)s)"),
 ])
 def run_bench_mnist(args: argparse.Namespace) -> int:
-    from flowlab.bench_mnist import main_mnist
+    from flowlab.mnist.bench import main_mnist
 
     main_mnist(quick=args.quick, seed=args.seed, device=args.device)
     return 0

@@ -56,16 +56,25 @@ def reflow_pairs(velocity: Velocity, n: int, ts, method: str = "heun",
     return z, x1
 
 
-def sample_pairs(pairs: tuple[torch.Tensor, torch.Tensor]) -> Callable[[int, torch.Generator], Batch]:
+def sample_pairs(pairs: tuple[torch.Tensor, torch.Tensor],
+                 labels: torch.Tensor | None = None) -> Callable[[int, torch.Generator], Batch]:
     """A ``sample_batch(n, generator)`` for ``train`` that draws ``n`` random pair indices (with
-    replacement) and returns ``Batch(x1=x1[i], x0=z[i])``: the noise stays paired with its image."""
+    replacement) and returns ``Batch(x1=x1[i], x0=z[i])``: the noise stays paired with its image.
+
+    ``labels`` ``(N,)``, if given, are the pairs' class labels (of a class-conditional teacher); the
+    batch then carries ``y=labels[i]`` so that the student learns each line with its label.
+    """
     z, x1 = pairs
     require_batch("z", z)
     require_same_shape(z=z, x1=x1)
+    if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (z.shape[0],)):
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a tensor of shape (N,) = ({z.shape[0]},), one a pair, got {got}")
 
     def draw(n: int, generator: torch.Generator) -> Batch:
         index = torch.randint(0, z.shape[0], (n,), generator=generator).to(z.device)
-        return Batch(x1=x1[index], x0=z[index])
+        y = None if labels is None else labels[index.to(labels.device)]
+        return Batch(x1=x1[index], x0=z[index], y=y)
 
     return draw
 

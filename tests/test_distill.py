@@ -56,6 +56,15 @@ def test_sample_pairs_keeps_noise_with_its_image():
         sample_pairs((z, z[:5]))
 
 
+def test_sample_pairs_keeps_each_label_with_its_pair():
+    z, labels = torch.arange(20.0).view(10, 2), torch.arange(10) % 3
+    batch = sample_pairs((z, 10 * z), labels=labels)(32, generator())
+    torch.testing.assert_close(batch.y, (batch.x0[:, 0] / 2).long() % 3)
+    torch.testing.assert_close(batch.x1, 10 * batch.x0)
+    with pytest.raises(ValueError, match="labels must be a tensor of shape"):
+        sample_pairs((z, z), labels=labels[:9])
+
+
 def test_one_step_sample_is_one_euler_step(device):
     z = torch.randn(50, 2, generator=generator()).to(device)
     torch.testing.assert_close(one_step_sample(RING.velocity, z), z + RING.velocity(z, 0.0))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowlab.data import mnist
+from flowlab.mnist import data as mnist
 
 N_TINY = 20
 

@@ -2,8 +2,8 @@
 import torch
 
 from flowlab import pretrained
-from flowlab.mnist_eval import sample_digits
-from flowlab.mnist_reflow import TEACHER, reflow_objective, teacher_pairs
+from flowlab.mnist.reflow import TEACHER, reflow_objective, teacher_pairs
+from flowlab.mnist.sampling import sample_digits
 from flowlab.train import fit
 
 

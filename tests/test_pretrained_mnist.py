@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowlab import locations, mnist_eval, models, pretrained
-from flowlab.data import mnist
+from flowlab import locations, mnist, models, pretrained
+from flowlab.metrics import class_accuracy
+from flowlab.mnist import evaluation, sampling
 
 EXPECTED = {"mnist_cfg": models.UNet, "mnist_eval": models.EvalClassifier,
             "mnist_noisy_classifier": models.NoisyClassifier, "mnist_clean_classifier": models.CleanClassifier,
@@ -59,8 +60,8 @@ def test_checkpoint_loads_and_records_how_it_was_made(name):
 
 @needs("mnist_eval")
 def test_the_evaluation_classifier_is_accurate(test_digits):
-    logits, features = mnist_eval.eval_outputs(pretrained.load("mnist_eval"), test_digits.images)
-    accuracy = mnist_eval.class_accuracy(logits, test_digits.labels)
+    logits, features = evaluation.eval_outputs(pretrained.load("mnist_eval"), test_digits.images)
+    accuracy = class_accuracy(logits, test_digits.labels)
     assert accuracy >= 0.97, accuracy
     assert features.shape == (len(test_digits), 128)
 
@@ -68,18 +69,18 @@ def test_the_evaluation_classifier_is_accurate(test_digits):
 @needs("mnist_cfg", "mnist_eval")
 def test_100_cfg_samples_are_recognised():
     """10 a class, w = 3, 20 Euler steps (40 UNet passes): at least 90% classified as asked."""
-    labels = mnist_eval.balanced_labels(10)
-    samples = mnist_eval.sample_digits(pretrained.load("mnist_cfg"), labels, w=3.0, steps=20, method="euler")
+    labels = sampling.balanced_labels(10)
+    samples = sampling.sample_digits(pretrained.load("mnist_cfg"), labels, w=3.0, steps=20, method="euler")
     assert samples.shape == (100, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
-    logits, _ = mnist_eval.eval_outputs(pretrained.load("mnist_eval"), samples)
-    accuracy = mnist_eval.class_accuracy(logits, labels)
+    logits, _ = evaluation.eval_outputs(pretrained.load("mnist_eval"), samples)
+    accuracy = class_accuracy(logits, labels)
     assert accuracy >= 0.90, accuracy
 
 
 @needs("mnist_noisy_classifier", "mnist_clean_classifier")
 def test_the_noisy_classifier_beats_the_clean_one_on_x_t():
-    noisy = mnist_eval.noisy_accuracy(pretrained.load("mnist_noisy_classifier"), times=(0.5, 1.0))
-    clean = mnist_eval.noisy_accuracy(pretrained.load("mnist_clean_classifier"), times=(0.5, 1.0))
+    noisy = evaluation.noisy_accuracy(pretrained.load("mnist_noisy_classifier"), times=(0.5, 1.0))
+    clean = evaluation.noisy_accuracy(pretrained.load("mnist_clean_classifier"), times=(0.5, 1.0))
     assert noisy["t=0.5"] > clean["t=0.5"] + 0.05, (noisy, clean)
     assert clean["t=1"] >= 0.9 and noisy["t=1"] >= 0.9          # both know clean digits
 
@@ -88,12 +89,12 @@ def test_the_noisy_classifier_beats_the_clean_one_on_x_t():
 def test_cpu_and_device_give_the_same_samples(device):
     if device.type == "cpu":
         pytest.skip("compares the CPU with an accelerator")
-    labels, noise = mnist_eval.balanced_labels(2), mnist_eval.digit_noise(20, seed=7)
+    labels, noise = sampling.balanced_labels(2), sampling.digit_noise(20, seed=7)
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False   # full float32
     try:
-        on_cpu = mnist_eval.sample_digits(pretrained.load("mnist_cfg"), labels, 3.0, 10, "heun", noise=noise)
-        on_device = mnist_eval.sample_digits(pretrained.load("mnist_cfg", device), labels, 3.0, 10, "heun",
+        on_cpu = sampling.sample_digits(pretrained.load("mnist_cfg"), labels, 3.0, 10, "heun", noise=noise)
+        on_device = sampling.sample_digits(pretrained.load("mnist_cfg", device), labels, 3.0, 10, "heun",
                                              noise=noise)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32

@@ -1,5 +1,5 @@
-"""Data: 2D toy distributions, Gaussian mixtures with an exact flow, and MNIST digits."""
-from flowlab.data import mnist, toy
+"""Data: 2D toy distributions and Gaussian mixtures with an exact flow (MNIST digits: ``flowlab.mnist``)."""
+from flowlab.data import toy
 from flowlab.data.gmm import GaussianMixture
 
-__all__ = ["mnist", "toy", "GaussianMixture"]
+__all__ = ["toy", "GaussianMixture"]

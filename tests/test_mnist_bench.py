@@ -3,8 +3,10 @@ shipped checkpoints' business: tests/test_pretrained_mnist.py)."""
 import pytest
 import torch
 
-from flowlab import bench_mnist, cli, mnist_eval, models, pretrained, schedules
-from flowlab.bench_mnist import BenchSizes, MnistModels
+from flowlab import cli, models, pretrained, schedules
+from flowlab.guidance import classifier_free_guidance
+from flowlab.mnist import bench, evaluation, sampling
+from flowlab.mnist.bench import BenchSizes, MnistModels
 from flowlab.solvers import integrate
 
 SMALL = (8, 16)
@@ -26,7 +28,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def quick_run(tiny):
     printed = []
-    results = bench_mnist.run_bench(tiny, BenchSizes.quick(), seed=0, out=printed.append)
+    results = bench.run_bench(tiny, BenchSizes.quick(), seed=0, out=printed.append)
     return results, "\n".join(printed)
 
 
@@ -75,20 +77,22 @@ def test_passes_count_two_per_nfe_only_for_real_guidance(quick_run):
 @pytest.mark.parametrize("w, passes", [(0.0, 4), (1.0, 4), (3.0, 8)])
 def test_cfg_samples_cost_the_counted_passes(tiny, w, passes):
     counted = Counting(tiny.cfg)
-    bench_mnist.cfg_samples(counted, torch.arange(3), w, schedules.uniform(4), "euler", mnist_eval.digit_noise(3))
-    assert counted.calls == passes == 4 * bench_mnist.cfg_passes_per_nfe(w)
+    sampling.sample_digits(counted, torch.arange(3), w, 4, "euler", noise=sampling.digit_noise(3))
+    assert counted.calls == passes == 4 * sampling.cfg_passes_per_nfe(w)
 
 
-def test_cfg_samples_match_sample_digits(tiny):
+def test_cfg_samples_in_batches_are_one_integration_of_the_guided_velocity(tiny):
     labels = torch.tensor([1, 4, 7])
-    noise = mnist_eval.digit_noise(3, seed=5)
-    ours = bench_mnist.cfg_samples(tiny.cfg, labels, 2.0, schedules.uniform(3), "heun", noise, batch_size=2)
-    torch.testing.assert_close(ours, mnist_eval.sample_digits(tiny.cfg, labels, 2.0, 3, "heun", noise=noise))
+    noise = sampling.digit_noise(3, seed=5)
+    ours = sampling.sample_digits(tiny.cfg, labels, 2.0, 3, "heun", noise=noise, batch_size=2)
+    with torch.no_grad():
+        whole = integrate(classifier_free_guidance(tiny.cfg, labels, 2.0), noise, schedules.uniform(3), "heun")
+    torch.testing.assert_close(ours, whole.clamp(-1, 1))
 
 
 def test_inversion_rows_skip_nfes_a_method_cannot_spend(tiny):
-    images = mnist_eval.digit_noise(2).clamp(-1, 1)
-    rows = bench_mnist.inversion_rows(tiny.cfg, images, torch.tensor([3, 8]), ("heun",), (3, 4))
+    images = sampling.digit_noise(2).clamp(-1, 1)
+    rows = bench.inversion_rows(tiny.cfg, images, torch.tensor([3, 8]), ("heun",), (3, 4))
     assert [(r["nfe"], r["steps"]) for r in rows] == [(4, 2)]
 
 
@@ -99,53 +103,53 @@ def test_inversion_rows_skip_nfes_a_method_cannot_spend(tiny):
     ([{"w": 2.0, "accuracy": 0.95, "frechet": 9.0}, {"w": 3.0, "accuracy": 0.95, "frechet": 8.0}], 3.0),
 ])
 def test_best_guidance_weight(rows, best):
-    assert bench_mnist.best_guidance_weight(rows) == best
+    assert bench.best_guidance_weight(rows) == best
 
 
 def test_the_next_larger_weight_is_confirmed_too():
     rows = [{"w": w} for w in (0.0, 1.0, 1.5, 2.0)]
-    assert bench_mnist.weights_to_confirm(rows, 1.0) == [1.0, 1.5]
-    assert bench_mnist.weights_to_confirm(rows, 2.0) == [2.0]
+    assert bench.weights_to_confirm(rows, 1.0) == [1.0, 1.5]
+    assert bench.weights_to_confirm(rows, 2.0) == [2.0]
 
 
 def test_best_guidance_weight_needs_rows():
     with pytest.raises(ValueError, match="at least one row"):
-        bench_mnist.best_guidance_weight([])
+        bench.best_guidance_weight([])
 
 
-# ---- the mnist_eval helpers the benchmark uses -----------------------------------------------------
+# ---- the sampling and evaluation helpers the benchmark uses ------------------------------------------
 
 def test_class_diversity_is_the_mean_pairwise_distance_within_classes():
     features = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [9.0, 9.0]])
     labels = torch.tensor([0, 0, 1, 1, 1, 2])        # class 2 has one member: left out
-    assert mnist_eval.class_diversity(features, labels) == pytest.approx((5.0 + 4.0 / 3.0) / 2)
+    assert evaluation.class_diversity(features, labels) == pytest.approx((5.0 + 4.0 / 3.0) / 2)
 
 
 def test_class_diversity_bad_input():
     with pytest.raises(ValueError, match="labels must have shape"):
-        mnist_eval.class_diversity(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+        evaluation.class_diversity(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="at least 2"):
-        mnist_eval.class_diversity(torch.zeros(2, 2), torch.tensor([0, 1]))
+        evaluation.class_diversity(torch.zeros(2, 2), torch.tensor([0, 1]))
 
 
 def test_classifier_guidance_with_w_zero_or_a_late_t_min_is_unconditional_sampling(tiny):
-    labels, noise = torch.tensor([2, 5]), mnist_eval.digit_noise(2, seed=3)
-    unconditional = mnist_eval.sample_digits(tiny.cfg, labels, 0.0, 4, noise=noise)
+    labels, noise = torch.tensor([2, 5]), sampling.digit_noise(2, seed=3)
+    unconditional = sampling.sample_digits(tiny.cfg, labels, 0.0, 4, noise=noise)
     for w, t_min in ((0.0, 0.1), (5.0, 1.0)):       # Euler on 4 steps never evaluates at t = 1
-        guided = mnist_eval.classifier_guided_digits(tiny.cfg, tiny.noisy, labels, w, t_min, steps=4, noise=noise)
+        guided = sampling.classifier_guided_digits(tiny.cfg, tiny.noisy, labels, w, t_min, steps=4, noise=noise)
         torch.testing.assert_close(guided, unconditional)
 
 
 def test_classifier_guidance_costs_one_unet_pass_per_nfe_and_a_classifier_pass_after_t_min(tiny):
     unet, classifier = Counting(tiny.cfg), Counting(tiny.noisy)
-    mnist_eval.classifier_guided_digits(unet, classifier, torch.tensor([1, 2]), 2.0, t_min=0.5, steps=4,
-                                        noise=mnist_eval.digit_noise(2))
+    sampling.classifier_guided_digits(unet, classifier, torch.tensor([1, 2]), 2.0, t_min=0.5, steps=4,
+                                      noise=sampling.digit_noise(2))
     assert unet.calls == 4 and classifier.calls == 2        # t = 0.5 and 0.75 of 0, 0.25, 0.5, 0.75
 
 
 def test_classifier_guidance_follows_the_classifier_gradient(tiny):
     """Euler with the guided velocity equals Euler with v_uncond + w (1-t)/t grad log p(y | x)."""
-    labels, noise, w, t_min = torch.tensor([0, 9]), mnist_eval.digit_noise(2, seed=4), 2.0, 0.3
+    labels, noise, w, t_min = torch.tensor([0, 9]), sampling.digit_noise(2, seed=4), 2.0, 0.3
 
     def expected_velocity(x, t):
         with torch.enable_grad():
@@ -157,7 +161,7 @@ def test_classifier_guidance_follows_the_classifier_gradient(tiny):
 
     with torch.no_grad():
         expected = integrate(expected_velocity, noise, schedules.uniform(5), "euler").clamp(-1, 1)
-    got = mnist_eval.classifier_guided_digits(tiny.cfg, tiny.noisy, labels, w, t_min, steps=5, noise=noise)
+    got = sampling.classifier_guided_digits(tiny.cfg, tiny.noisy, labels, w, t_min, steps=5, noise=noise)
     torch.testing.assert_close(got, expected)
 
 

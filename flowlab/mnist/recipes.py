@@ -2,7 +2,7 @@
 
 ``flowlab train <recipe> --out data/checkpoints/<name>`` reproduces a checkpoint; the JSON beside
 it records the recipe's settings, the data source, the steps, the wall time, the device and the
-metrics measured at save time (``flowlab.mnist_eval``).
+metrics measured at save time (``recipe_metrics``, with ``flowlab.mnist.evaluation``).
 
 | recipe | model | objective |
 |---|---|---|
@@ -13,7 +13,7 @@ metrics measured at save time (``flowlab.mnist_eval``).
 | mnist-condition | ``ImageConditionedUNet`` | flow matching given the top half or a 4x low-resolution copy |
 | mnist-reflow | ``UNet`` (from ``mnist_cfg``) | reflow: straight lines between the teacher's (noise, digit) pairs |
 
-All recipes train on the ``train`` split of ``flowlab.data.mnist`` (reflow: on pairs drawn from
+All recipes train on the ``train`` split of ``flowlab.mnist.data`` (reflow: on pairs drawn from
 the ``mnist_cfg`` teacher) and keep the ``test`` split for the metrics. Every random draw comes
 from one seeded generator.
 """
@@ -25,12 +25,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from flowlab import models, pretrained
-from flowlab.validate import require_choice
-from flowlab.data import mnist
-from flowlab.mnist_reflow import TEACHER, reflow_objective, teacher_pairs
+from flowlab import checkpoints, mnist, models, pretrained
+from flowlab.metrics import class_accuracy
+from flowlab.mnist import evaluation
+from flowlab.mnist.reflow import TEACHER, reflow_objective, teacher_pairs
+from flowlab.mnist.sampling import balanced_labels, sample_digits
 from flowlab.models.conditioned import condition_mask, low_resolution_condition, top_half_condition
+from flowlab.paths import interpolate
 from flowlab.train import TrainResult, fit, flow_matching_loss, label_dropout
+from flowlab.validate import require_choice
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def classification_objective(noisy: bool = False, augment: bool = False):
         if noisy:
             t = torch.rand(x.shape[0], generator=generator).to(device)
             x0 = torch.randn(x.shape, generator=generator).to(device)
-            x = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * x
+            x = interpolate(x0, x, t)
             return F.cross_entropy(model(x, t), y)
         return F.cross_entropy(model(x), y)
     return loss
@@ -135,11 +138,40 @@ def train_recipe(name: str, steps: int | None = None, seed: int = 0, device: str
     return result
 
 
+def reflow_metrics(student, steps=(1, 2), per_class: int = 50) -> dict:
+    """Quality of the student's few-step samples, beside the teacher's with the same steps and noise."""
+    teacher = pretrained.load(TEACHER["checkpoint"])
+    labels = balanced_labels(per_class)
+    out = {}
+    for n in steps:
+        out[f"student, {n} euler step(s), w=1"] = evaluation.quality(sample_digits(student, labels, 1.0, steps=n),
+                                                                      labels)
+        out[f"teacher, {n} euler step(s), w={TEACHER['w']:g}"] = evaluation.quality(
+            sample_digits(teacher, labels, TEACHER["w"], steps=n), labels)
+    return out
+
+
+def recipe_metrics(recipe: str, model) -> dict:
+    """The metrics a recipe's checkpoint records at save time."""
+    if recipe == "mnist-eval":
+        test = mnist.load("test")
+        return {"test_accuracy": class_accuracy(evaluation.eval_outputs(model, test.images)[0], test.labels),
+                "n_test": len(test)}
+    if recipe == "mnist-cfg":
+        labels = balanced_labels(50)
+        return {f"w={w:g}": evaluation.quality(sample_digits(model, labels, w), labels)
+                | {"sampler": "euler, 20 steps"} for w in (1.0, 3.0)}
+    if recipe in ("mnist-noisy-classifier", "mnist-clean-classifier"):
+        return {"test_accuracy_on_x_t": evaluation.noisy_accuracy(model)}
+    if recipe == "mnist-condition":
+        return evaluation.completion_quality(model)
+    if recipe == "mnist-reflow":
+        return reflow_metrics(model)
+    raise ValueError(f"no metrics defined for recipe {recipe!r}")
+
+
 def save_recipe(result: TrainResult, path) -> dict:
     """Save ``result.ema_model`` with its settings, wall time and metrics; returns the JSON record."""
-    from flowlab import checkpoints
-    from flowlab.mnist_eval import recipe_metrics
-
     meta = {**result.settings, "train_seconds": round(result.seconds, 1),
             "final_loss": round(sum(result.losses[-100:]) / max(len(result.losses[-100:]), 1), 4),
             "metrics": recipe_metrics(result.settings["recipe"], result.ema_model.eval())}

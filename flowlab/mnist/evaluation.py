@@ -1,57 +1,24 @@
-"""Sampling digits from the MNIST models and measuring them with the evaluation classifier.
+"""Measuring digits with the separately trained evaluation classifier (the ``mnist_eval`` checkpoint).
 
-* ``sample_digits``: class-conditional samples with classifier-free guidance, any solver and grid.
 * ``quality``: class accuracy under ``mnist_eval`` and the Frechet distance in its feature space
   against held-out test digits, beside the real-vs-real floor of the same sizes.
-* ``classifier_guided_digits``: classifier guidance on the unconditional velocity.
+* ``noisy_accuracy``: a time-conditioned classifier's accuracy on noised test digits ``x_t``.
+* ``completion_quality``: the image-conditioned model's completions, read by ``mnist_eval``.
 * ``class_diversity``, ``guidance_sweep``: accuracy, diversity and Frechet distance against w.
-* ``recipe_metrics``: the metrics a recipe records in its checkpoint's JSON.
+
+The samples come from ``flowlab.mnist.sampling``.
 """
 from __future__ import annotations
 
 import torch
 
 from flowlab import pretrained, schedules
-from flowlab.data import mnist
-from flowlab.guidance import classifier_free_guidance, classifier_guidance, log_prob_grad_from_classifier
 from flowlab.metrics import class_accuracy, frechet_distance
-from flowlab.solvers import integrate
-
-
-def balanced_labels(per_class: int, num_classes: int = 10) -> torch.Tensor:
-    """``[0, 1, ..., 9, 0, 1, ...]``: ``per_class`` of each class, shape ``(per_class * num_classes,)``."""
-    return torch.arange(num_classes).repeat(per_class)
-
-
-def digit_noise(n: int, seed: int = 0) -> torch.Tensor:
-    """Starting noise ``x0`` for ``n`` digits, ``(n, 1, 28, 28)``, drawn on the CPU from ``seed``."""
-    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def sample_digits(model, labels: torch.Tensor, w: float, steps: int = 20, method: str = "euler",
-                  schedule: str = "uniform", noise: torch.Tensor | None = None, seed: int = 0,
-                  batch_size: int = 500) -> torch.Tensor:
-    """Digits of class ``labels`` from the CFG velocity ``v_u + w (v_c - v_u)`` (``w = 1``: plain
-    conditional), integrated from ``noise`` (or ``digit_noise(len(labels), seed)``) on
-    ``schedules.get(schedule, steps)``. Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1]."""
-    return integrate_by_label(model, labels, lambda y: classifier_free_guidance(model, y, w), steps, method,
-                              schedule, noise, seed, batch_size)
-
-
-def integrate_by_label(model, labels: torch.Tensor, velocity_for, steps: int, method: str, schedule: str,
-                       noise: torch.Tensor | None, seed: int, batch_size: int) -> torch.Tensor:
-    """Integrate ``velocity_for(y)`` (a velocity for the labels ``y`` of one batch) from ``noise``
-    (default ``digit_noise(len(labels), seed)``) on ``schedules.get(schedule, steps)``, ``batch_size``
-    digits at a time on ``model``'s device. Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1]."""
-    noise = digit_noise(len(labels), seed) if noise is None else noise
-    device = next(model.parameters()).device
-    ts = schedules.get(schedule, steps)
-    out = []
-    for start in range(0, len(labels), batch_size):
-        y = labels[start:start + batch_size].to(device)
-        out.append(integrate(velocity_for(y), noise[start:start + batch_size].to(device), ts, method).cpu())
-    return torch.cat(out).clamp(-1, 1)
+from flowlab import mnist
+from flowlab.mnist.sampling import balanced_labels, cfg_passes_per_nfe, digit_noise, sample_digits
+from flowlab.models.conditioned import guided_velocity, low_resolution_condition, top_half_condition
+from flowlab.paths import interpolate
+from flowlab.solvers import integrate, nfe
 
 
 @torch.no_grad()
@@ -90,7 +57,7 @@ def noisy_accuracy(classifier, times=(0.25, 0.5, 0.75, 1.0), seed: int = 0) -> d
     noise = torch.randn(test.images.shape, generator=torch.Generator().manual_seed(seed))
     out = {}
     for t in times:
-        x_t = (1 - t) * noise + t * test.images
+        x_t = interpolate(noise, test.images, t)
         out[f"t={t:g}"] = class_accuracy(classifier(x_t, torch.full((len(x_t),), t)), test.labels)
     return out
 
@@ -99,8 +66,6 @@ def noisy_accuracy(classifier, times=(0.25, 0.5, 0.75, 1.0), seed: int = 0) -> d
 def completion_quality(model, per_class: int = 20, w: float = 1.0, steps: int = 20, seed: int = 0) -> dict:
     """Complete test digits from their top half and from a 4x low-resolution copy; report how often
     the evaluation classifier finds the true digit, and the mean squared error to the original."""
-    from flowlab.models.conditioned import guided_velocity, low_resolution_condition, top_half_condition
-
     test = mnist.subset(mnist.load("test"), per_class=per_class, generator=seed)
     eval_model = pretrained.load("mnist_eval")
     out = {}
@@ -111,50 +76,6 @@ def completion_quality(model, per_class: int = 20, w: float = 1.0, steps: int = 
         out[name] = {"accuracy": class_accuracy(logits, test.labels),
                      "mse": (completed - test.images).pow(2).mean().item()}
     return out
-
-
-def recipe_metrics(recipe: str, model) -> dict:
-    """The metrics a recipe's checkpoint records at save time."""
-    if recipe == "mnist-eval":
-        test = mnist.load("test")
-        return {"test_accuracy": class_accuracy(eval_outputs(model, test.images)[0], test.labels),
-                "n_test": len(test)}
-    if recipe == "mnist-cfg":
-        labels = balanced_labels(50)
-        return {f"w={w:g}": quality(sample_digits(model, labels, w), labels) | {"sampler": "euler, 20 steps"}
-                for w in (1.0, 3.0)}
-    if recipe in ("mnist-noisy-classifier", "mnist-clean-classifier"):
-        return {"test_accuracy_on_x_t": noisy_accuracy(model)}
-    if recipe == "mnist-condition":
-        return completion_quality(model)
-    if recipe == "mnist-reflow":
-        from flowlab.mnist_reflow import reflow_metrics
-        return reflow_metrics(model)
-    raise ValueError(f"no metrics defined for recipe {recipe!r}")
-
-
-@torch.no_grad()
-def classifier_guided_digits(model, classifier, labels: torch.Tensor, w: float, t_min: float = 0.2,
-                             steps: int = 20, method: str = "euler", schedule: str = "uniform",
-                             noise: torch.Tensor | None = None, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-    """Digits of class ``labels`` by classifier guidance on the model's UNCONDITIONAL velocity:
-
-        v(x, t) = v(x, t, null) + w (1 - t)/t grad_x log p(y | x_t = x, t)    for t >= t_min,
-
-    and the plain ``v(x, t, null)`` below ``t_min`` (``flowlab.guidance.classifier_guidance``), with
-    ``p(y | x_t, t) = softmax(classifier(x, t))`` (a ``NoisyClassifier``, or a ``CleanClassifier``,
-    which ignores t, to show why guidance needs a classifier trained on ``x_t``). Integrated from
-    ``noise`` (default ``digit_noise(len(labels), seed)``) on ``schedules.get(schedule, steps)``.
-
-    NFE counts velocity evaluations, ``flowlab.solvers.nfe(method, steps)``; each costs one UNet
-    pass plus, where ``t >= t_min``, one classifier forward and backward pass (for the gradient).
-    Returns ``(N, 1, 28, 28)`` on the CPU, clamped to [-1, 1].
-    """
-    def velocity_for(y: torch.Tensor):
-        unconditional = classifier_free_guidance(model, y, 0.0)        # w = 0: the null label only
-        return classifier_guidance(unconditional, log_prob_grad_from_classifier(classifier, y), w, t_min)
-
-    return integrate_by_label(model, labels, velocity_for, steps, method, schedule, noise, seed, batch_size)
 
 
 def class_diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
@@ -192,8 +113,6 @@ def guidance_sweep(model, ws, per_class: int = 50, steps: int = 20, method: str 
     (guided-velocity evaluations, ``nfe(method, steps)``) and ``passes`` (UNet passes per sample:
     2 per NFE, except 1 at w = 0 and w = 1). Expect accuracy to rise and diversity to fall with w.
     """
-    from flowlab.solvers import nfe
-
     eval_model = eval_model or pretrained.load("mnist_eval")
     labels = balanced_labels(per_class)
     noise = digit_noise(len(labels), seed)
@@ -205,6 +124,6 @@ def guidance_sweep(model, ws, per_class: int = 50, steps: int = 20, method: str 
         rows.append({"w": float(w), "accuracy": measured["accuracy"],
                      "diversity": class_diversity(eval_outputs(eval_model, samples)[1], labels),
                      "frechet": measured["frechet"], "frechet_floor": measured["frechet_floor"],
-                     "nfe": evaluations, "passes": evaluations * (1 if w in (0, 1) else 2),
+                     "nfe": evaluations, "passes": evaluations * cfg_passes_per_nfe(w),
                      "n_samples": len(samples)})
     return rows

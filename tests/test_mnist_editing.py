@@ -8,7 +8,7 @@ not rounding, is what the tests see.
 import pytest
 import torch
 
-from flowlab.editing import (class_labels, class_swap, conditional_velocity, invert_digits,
+from flowlab.mnist.editing import (class_labels, class_swap, conditional_velocity, invert_digits,
                              reconstruction_error, regenerate, sdedit_class)
 from flowlab.inversion import invert
 from flowlab.models import UNet

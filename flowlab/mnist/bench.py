@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from flowlab import mnist_eval, pretrained, schedules
-from flowlab.data import mnist
-from flowlab.editing import reconstruction_error, regenerate
+from flowlab import mnist, pretrained, schedules
+from flowlab.guidance import classifier_free_guidance
 from flowlab.metrics import class_accuracy
+from flowlab.mnist import evaluation
+from flowlab.mnist.editing import reconstruction_error
+from flowlab.mnist.sampling import (balanced_labels, cfg_passes_per_nfe, classifier_guided_digits, digit_noise,
+                                    sample_by_label, sample_digits)
 from flowlab.solvers import nfe
 
 CFG_WS = (0.0, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
@@ -84,11 +87,6 @@ def load_models(device: str | torch.device = "cpu") -> MnistModels:
     return MnistModels(**{role: pretrained.load(name, device) for role, name in names.items()}, names=names)
 
 
-def cfg_passes_per_nfe(w: float) -> int:
-    """UNet passes per CFG velocity evaluation: 1 at w = 0 (unconditional) or 1 (conditional), else 2."""
-    return 1 if w in (0, 1) else 2
-
-
 def best_guidance_weight(rows: list[dict], target_accuracy: float = TARGET_ACCURACY) -> float:
     """The ``w`` of the sweep with the lowest Frechet distance among those that reach ``target_accuracy``;
     if none does, the ``w`` with the highest accuracy."""
@@ -110,25 +108,16 @@ def weights_to_confirm(rows: list[dict], best: float) -> list[float]:
     return [best] + larger[:1]
 
 
-@torch.no_grad()
-def cfg_samples(model, labels: torch.Tensor, w: float, ts, method: str, noise: torch.Tensor,
-                batch_size: int = 500) -> torch.Tensor:
-    """CFG digits on the explicit grid ``ts`` (``editing.regenerate`` in batches), on the CPU, clamped."""
-    device = next(model.parameters()).device
-    out = [regenerate(model, noise[i:i + batch_size].to(device), labels[i:i + batch_size].to(device), ts, method,
-                      w).cpu() for i in range(0, len(labels), batch_size)]
-    return torch.cat(out).clamp(-1, 1)
-
-
 def solver_rows(models: MnistModels, w: float, choices=SOLVER_CHOICES, per_class: int = 100,
                 seed: int = 1) -> list[dict]:
     """CFG at ``w`` with each ``(method, schedule, steps, params)`` on the same noise: quality and cost."""
-    labels = mnist_eval.balanced_labels(per_class)
-    noise = mnist_eval.digit_noise(len(labels), seed)
+    labels = balanced_labels(per_class)
+    noise = digit_noise(len(labels), seed)
     rows = []
     for method, schedule, steps, params in choices:
-        samples = cfg_samples(models.cfg, labels, w, schedules.get(schedule, steps, **params), method, noise)
-        measured = mnist_eval.quality(samples, labels, models.eval)
+        samples = sample_by_label(models.cfg, labels, lambda y: classifier_free_guidance(models.cfg, y, w),
+                                  schedules.get(schedule, steps, **params), method, noise)
+        measured = evaluation.quality(samples, labels, models.eval)
         evaluations = nfe(method, steps)
         grid = schedule + "".join(f", {k}={v:g}" for k, v in params.items())
         rows.append({"method": method, "schedule": grid, "steps": steps, "nfe": evaluations,
@@ -140,18 +129,18 @@ def classifier_guidance_rows(models: MnistModels, ws, t_mins, per_class: int = 2
                              method: str = "euler", seed: int = 0) -> list[dict]:
     """Classifier guidance with the noisy and the clean classifier, for each ``w`` and ``t_min``;
     a first row with no guidance (the unconditional model) for reference."""
-    labels = mnist_eval.balanced_labels(per_class)
-    noise = mnist_eval.digit_noise(len(labels), seed)
+    labels = balanced_labels(per_class)
+    noise = digit_noise(len(labels), seed)
     settings = [("none", 0.0, 1.0)] + [(name, w, t_min) for name in ("noisy", "clean") for w in ws for t_min in t_mins]
     rows = []
     for name, w, t_min in settings:
         classifier = models.noisy if name != "clean" else models.clean
-        samples = mnist_eval.classifier_guided_digits(models.cfg, classifier, labels, w, t_min, steps, method,
+        samples = classifier_guided_digits(models.cfg, classifier, labels, w, t_min, steps, method,
                                                       noise=noise)
-        logits, features = mnist_eval.eval_outputs(models.eval, samples)
+        logits, features = evaluation.eval_outputs(models.eval, samples)
         rows.append({"classifier": name, "w": w, "t_min": t_min, "nfe": nfe(method, steps),
                      "accuracy": class_accuracy(logits, labels),
-                     "diversity": mnist_eval.class_diversity(features, labels)})
+                     "diversity": evaluation.class_diversity(features, labels)})
     return rows
 
 
@@ -179,48 +168,65 @@ def sampling_seconds(model, w: float, n_digits: int = 100, steps: int = 20, repe
     best = float("inf")
     for repeat in range(repeats):
         start = time.perf_counter()
-        mnist_eval.sample_digits(model, labels, w, steps, "euler", seed=repeat)
+        sample_digits(model, labels, w, steps, "euler", seed=repeat)
         best = min(best, time.perf_counter() - start)
     return best
 
 
 # ---- tables --------------------------------------------------------------------------------------
 
+# A column: (title, key of the row, format spec with alignment and width, text after the cell).
+Column = tuple[str, str, str, str]
+
+
+def format_rows(rows: list[dict], columns: list[Column]) -> list[str]:
+    """A header line and one line a row; each title is aligned and padded like its column's values."""
+    def title(name: str, spec: str) -> str:
+        align, width = spec[0], "".join(ch for ch in spec[1:].split(".")[0] if ch.isdigit())
+        return f"{name:{align}{width}}"
+
+    lines = ["".join(title(name, spec) + after for name, _, spec, after in columns)]
+    lines += ["".join(f"{row[key]:{spec}}" + after for _, key, spec, after in columns) for row in rows]
+    return [line.rstrip() for line in lines]
+
+
+SWEEP_COLUMNS = [("w", "w", ">5g", ""), ("NFE", "nfe", ">5", ""), ("passes", "passes", ">8", ""),
+                 ("accuracy", "accuracy", ">10.1%", ""), ("diversity", "diversity", ">11.3f", ""),
+                 ("Frechet", "frechet", ">9.2f", ""), ("floor", "frechet_floor", ">8.2f", "")]
+SOLVER_COLUMNS = [("w", "w", ">5g", "  "), ("method", "method", "<9", ""), ("grid", "schedule", "<34", ""),
+                  ("steps", "steps", ">6", ""), ("NFE", "nfe", ">5", ""), ("passes", "passes", ">8", ""),
+                  ("accuracy", "accuracy", ">10.1%", ""), ("Frechet", "frechet", ">9.2f", ""),
+                  ("floor", "frechet_floor", ">8.2f", ""), ("ratio", "ratio", ">7.2f", "  "),
+                  ("targets", "targets", "<7", "")]
+GUIDANCE_COLUMNS = [("classifier", "classifier", "<12", ""), ("w", "w", ">6g", ""), ("t_min", "t_min", ">7g", ""),
+                    ("NFE", "nfe", ">5", ""), ("accuracy", "accuracy", ">10.1%", ""),
+                    ("diversity", "diversity", ">11.3f", "")]
+INVERSION_COLUMNS = [("method", "method", "<9", ""), ("NFE", "nfe", ">5", ""), ("steps", "steps", ">6", ""),
+                     ("MSE", "mse", ">11.2e", ""), ("mean |err|", "mean_abs", ">12.2e", ""),
+                     ("max |err|", "max_abs", ">11.2e", "")]
+
+
 def format_sweep_table(rows: list[dict], real_diversity: float) -> str:
-    lines = [f"{'w':>5}{'NFE':>5}{'passes':>8}{'accuracy':>10}{'diversity':>11}{'Frechet':>9}{'floor':>8}"]
-    for r in rows:
-        lines.append(f"{r['w']:>5g}{r['nfe']:>5}{r['passes']:>8}{r['accuracy']:>10.1%}{r['diversity']:>11.3f}"
-                     f"{r['frechet']:>9.2f}{r['frechet_floor']:>8.2f}")
+    lines = format_rows(rows, SWEEP_COLUMNS)
     lines.append(f"{'real test digits':<28}{real_diversity:>11.3f}{'-':>9}{rows[0]['frechet_floor']:>8.2f}")
     return "\n".join(lines)
 
 
 def format_solver_table(rows: list[dict]) -> str:
-    lines = [f"{'w':>5}  {'method':<9}{'grid':<34}{'steps':>6}{'NFE':>5}{'passes':>8}{'accuracy':>10}{'Frechet':>9}"
-             f"{'floor':>8}{'ratio':>7}  targets"]
-    for r in rows:
-        ratio = r["frechet"] / r["frechet_floor"]
-        ok = r["accuracy"] >= TARGET_ACCURACY and ratio <= TARGET_FRECHET_RATIO
-        lines.append(f"{r['w']:>5g}  {r['method']:<9}{r['schedule']:<34}{r['steps']:>6}{r['nfe']:>5}{r['passes']:>8}"
-                     f"{r['accuracy']:>10.1%}{r['frechet']:>9.2f}{r['frechet_floor']:>8.2f}{ratio:>7.2f}  "
-                     f"{'met' if ok else 'missed'}")
-    return "\n".join(lines)
+    def judged(row: dict) -> dict:
+        ratio = row["frechet"] / row["frechet_floor"]
+        met = row["accuracy"] >= TARGET_ACCURACY and ratio <= TARGET_FRECHET_RATIO
+        return {**row, "ratio": ratio, "targets": "met" if met else "missed"}
+
+    return "\n".join(format_rows([judged(row) for row in rows], SOLVER_COLUMNS))
 
 
 def format_guidance_table(rows: list[dict]) -> str:
-    lines = [f"{'classifier':<12}{'w':>6}{'t_min':>7}{'NFE':>5}{'accuracy':>10}{'diversity':>11}"]
-    for r in rows:
-        lines.append(f"{r['classifier']:<12}{r['w']:>6g}{r['t_min']:>7g}{r['nfe']:>5}{r['accuracy']:>10.1%}"
-                     f"{r['diversity']:>11.3f}")
-    return "\n".join(lines)
+    return "\n".join(format_rows(rows, GUIDANCE_COLUMNS))
 
 
 def format_inversion_table(rows: list[dict]) -> str:
-    lines = [f"{'method':<9}{'NFE':>5}{'steps':>6}{'MSE':>11}{'mean |err|':>12}{'max |err|':>11}"]
-    for r in rows:
-        lines.append(f"{r['method']:<9}{r['nfe']:>5}{r['steps']:>6}{r['mse']:>11.2e}{r['mean_abs']:>12.2e}"
-                     f"{r['max_abs']:>11.2e}")
-    return "\n".join(lines)
+    return "\n".join(format_rows(rows, INVERSION_COLUMNS))
 
 
 # ---- the command ---------------------------------------------------------------------------------
@@ -231,9 +237,9 @@ def run_bench(models: MnistModels, sizes: BenchSizes, seed: int = 0, out=print) 
     out(f"(a) CFG sweep: euler, {steps} uniform steps ({steps} NFE; 2 UNet passes per NFE except at w = 0 "
         f"and 1), {10 * sizes.sweep_per_class} samples ({sizes.sweep_per_class} a class), the same noise for every w; "
         "diversity = mean feature distance between two samples of a class (eval classifier)")
-    sweep = mnist_eval.guidance_sweep(models.cfg, sizes.cfg_ws, sizes.sweep_per_class, steps, "euler",
+    sweep = evaluation.guidance_sweep(models.cfg, sizes.cfg_ws, sizes.sweep_per_class, steps, "euler",
                                       models.eval, seed=seed)
-    real_diversity = mnist_eval.real_class_diversity(sizes.sweep_per_class, models.eval, seed)
+    real_diversity = evaluation.real_class_diversity(sizes.sweep_per_class, models.eval, seed)
     out(format_sweep_table(sweep, real_diversity) + "\n")
     w = best_guidance_weight(sweep)
     confirm = weights_to_confirm(sweep, w)

