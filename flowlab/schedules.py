@@ -107,3 +107,12 @@ def get(name: str, n: int, **params) -> torch.Tensor:
     """The grid ``SCHEDULES[name](n, **params)``; unknown names raise a ``ValueError`` listing them."""
     require_choice("schedule", name, SCHEDULES)
     return SCHEDULES[name](n, **params)
+
+
+def optimize(velocity, x_probe: torch.Tensor, n: int, method: str = "adams", **options) -> torch.Tensor:
+    """The n-step grid fitted to ``velocity`` and ``method`` on probe noise (``flowlab.grid_search.optimize``):
+    the interior times minimise the mean end-point error against a fine RK4 solution from ``x_probe``."""
+    # Imported here: grid_search runs the solvers, and the solvers may use the schedules.
+    from flowlab.grid_search import optimize as optimize_grid
+
+    return optimize_grid(velocity, x_probe, n, method, **options)
