@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from flowlab import pretrained, schedules
+from flowlab import mnist, pretrained, schedules
 from flowlab.metrics import class_accuracy, frechet_distance
-from flowlab import mnist
 from flowlab.mnist.sampling import balanced_labels, cfg_passes_per_nfe, digit_noise, sample_digits
 from flowlab.models.conditioned import guided_velocity, low_resolution_condition, top_half_condition
 from flowlab.paths import interpolate
