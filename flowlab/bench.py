@@ -1,5 +1,6 @@
 """``flowlab bench samplers``: solver x schedule accuracy on the exact 8-Gaussian ring, the fewest
-evaluations that reach uniform Euler's 128-step error, and wall time against torchdiffeq.
+evaluations that reach uniform Euler's 128-step error (on searched schedules and on grids optimised
+by ``schedules.optimize``), and wall time against torchdiffeq.
 
 The error of a sampler is the mean Euclidean distance, over the points, between its end point
 and a very accurate solution of the same ODE from the same noise (RK4 on 1,024 uniform steps),
@@ -112,6 +113,26 @@ def fewest_nfe(target: float, problem: RingProblem, search: RingProblem, methods
     return rows
 
 
+def optimised_grids(target: float, problem: RingProblem, probe: torch.Tensor, methods=("adams", "heun"),
+                    min_nfe: int = 4, max_nfe: int = 12, **options) -> list[dict]:
+    """For each method, from ``min_nfe`` up: the grid that ``schedules.optimize`` fits on the noise
+    ``probe`` (other noise than ``problem.x0``) and its error on ``problem``, next to the uniform grid's;
+    stops at the first NFE that reaches ``target``. ``options`` go to ``schedules.optimize``."""
+    rows = []
+    for method in methods:
+        for nfe in range(min_nfe, max_nfe + 1):
+            steps = steps_for(method, nfe)
+            if steps is None:
+                continue
+            grid = schedules.optimize(problem.mixture.velocity, probe, steps, method, **options)
+            error = problem.error(method, grid)
+            rows.append({"method": method, "nfe": nfe, "error": error, "grid": grid.tolist(),
+                         "uniform_error": problem.error(method, schedules.uniform(steps))})
+            if error <= target:
+                break
+    return rows
+
+
 def seconds_per_nfe(runs: dict, velocity, repeats: int = 5) -> dict:
     """Best wall time per evaluation of each ``run(counted_velocity)`` in ``runs``, over ``repeats``
     rounds that alternate the runs, so that a busy machine slows them alike."""
@@ -172,6 +193,16 @@ def format_fewest_table(rows: list[dict], target: float) -> str:
     return f"target: error <= {target:.3e} (uniform Euler, 128 NFE)\n" + "\n".join(lines)
 
 
+def format_optimised_table(rows: list[dict], target: float) -> str:
+    """One row per method x NFE tried; 'yes' where the optimised grid reaches ``target``."""
+    lines = [f"{'method':<9}{'NFE':>5}{'error':>10}{'uniform':>10}{'reached':>9}  optimised grid (fitted on other noise)"]
+    for r in rows:
+        grid = ", ".join(f"{t:.3f}" for t in r["grid"])
+        reached = "yes" if r["error"] <= target else "no"
+        lines.append(f"{r['method']:<9}{r['nfe']:>5}{r['error']:>10.2e}{r['uniform_error']:>10.2e}{reached:>9}  [{grid}]")
+    return f"target: error <= {target:.3e} (uniform Euler, 128 NFE)\n" + "\n".join(lines)
+
+
 def format_speed_table(rows: list[dict]) -> str:
     lines = [f"{'method':<9}{'batch':>7}{'flowlab ms/NFE':>16}{'torchdiffeq ms/NFE':>20}{'ratio':>7}"]
     for r in rows:
@@ -207,6 +238,12 @@ def _print_sampler_tables(quick: bool, n_points: int | None, seed: int) -> None:
     rows = fewest_nfe(target, problem, search, max_nfe=12 if quick else 16)
     print("Fewest NFE that reach uniform Euler's error at 128 NFE:")
     print(format_fewest_table(rows, target), "\n", flush=True)
+    probe = search.x0[:400] if quick else search.x0
+    optimised = optimised_grids(target, problem, probe, methods=("adams",) if quick else ("adams", "heun"),
+                                max_nfe=8 if quick else 12, reference_steps=128 if quick else 256)
+    print(f"Optimised grid (schedules.optimize on {probe.shape[0]} points of other noise), "
+          f"error on the benchmark's points, uniform grid at the same NFE:")
+    print(format_optimised_table(optimised, target), "\n", flush=True)
     print("Wall time per NFE, same grid and velocity (best of 5 alternating rounds):")
     print(format_speed_table(speed_table(steps=16 if quick else 64)))
     print(f"\n(bench took {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "

@@ -55,3 +55,18 @@ def test_speed_table_has_both_timings():
     assert {r["method"] for r in rows} == {"euler", "midpoint", "rk4"}
     assert all(r["flowlab_ms"] > 0 and r["torchdiffeq_ms"] > 0 for r in rows)
     assert "ratio" in bench.format_speed_table(rows)
+
+
+def test_optimised_adams_grid_reaches_euler_128_in_fewer_nfe_than_searched_schedules(small_problem):
+    """schedules.optimize, fitted on other noise, reaches the target at a lower NFE than uniform adams."""
+    target = small_problem.error("euler", schedules.uniform(128))
+    probe = bench.ring_problem(n_points=400, seed=1).x0
+    rows = bench.optimised_grids(target, small_problem, probe, methods=("adams",), min_nfe=5, max_nfe=8,
+                                 reference_steps=128)
+    *misses, last = rows
+    assert last["error"] <= target < last["uniform_error"], rows
+    assert all(r["error"] > target for r in misses)
+    assert [r["nfe"] for r in rows] == list(range(5, last["nfe"] + 1))
+    assert len(last["grid"]) == last["nfe"] + 1 and last["grid"][0] == 0.0 and last["grid"][-1] == 1.0
+    table = bench.format_optimised_table(rows, target)
+    assert table.splitlines()[-1].split()[:2] == ["adams", str(last["nfe"])] and " yes " in table
