@@ -7,11 +7,11 @@
     flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
     flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
     flowlab bench speed [--device cuda] [--quick]      ms per NFE: integrate vs torchdiffeq vs a bare loop
-    flowlab references | release | grade               the course: references, student bundle, grading
-    flowlab rehearse [--assignment NN] [--grading]     run the solution notebooks against the student release, timed
+    flowlab references | release | grade | rehearse    instructor commands, added by the grader (autograder/)
 
 Each subcommand is one small function registered with ``@command(words..., arguments=[...])``; the
-parser is built from the registry, so a new command is one more function.
+parser is built from the registry, so a new command is one more function. Installed packages add
+commands through the ``flowlab.commands`` entry-point group (the instructor's grader does).
 Mistakes (an unknown data set, a bad number, a missing file) print one line and exit with code 2,
 without a traceback (set ``FLOWLAB_TRACEBACK=1`` to see it).
 """
@@ -316,60 +316,31 @@ def run_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- grading (instructor commands; flowlab.grading.commands does the work) -----------------------
+# ---- instructor commands (the grader in autograder/ adds them) ------------------------------------
 
-def _grading_commands():
-    try:
-        from flowlab.grading import commands
-    except ImportError as error:          # the student release leaves the grader out
-        raise UsageError(f"{PROGRAM}: this is an instructor command, not part of the student release ({error})")
-    return commands
+PLUGIN_GROUP = "flowlab.commands"
+INSTRUCTOR_COMMANDS = ("references", "release", "grade", "rehearse")
 
 
-@command("references", help="regenerate the hidden and public references of the notebooks' tests", arguments=[
-    argument("--assignment", metavar="NN", help="only this assignment (a name or a number; default: all)"),
-])
-def run_references(args: argparse.Namespace) -> int:
-    return _grading_commands().run_references(args)
+def plugin_commands() -> dict[tuple[str, ...], Command]:
+    """Commands that installed packages add through the ``flowlab.commands`` entry-point group: each
+    entry point is a function returning ``Command``s (the grader's: ``flowlab_grader.commands``)."""
+    from importlib.metadata import entry_points
+
+    found = {}
+    for entry in entry_points(group=PLUGIN_GROUP):
+        for spec in entry.load()():
+            found[spec.words] = spec
+    return found
 
 
-@command("release", help="build the student bundle, or update the student notebooks in notebooks/", arguments=[
-    argument("--out", metavar="DIR", help="write the student bundle to this new folder"),
-    argument("--through", metavar="NN", help="release notebooks up to NN; functions graded in NN and later "
-                                             "are stubbed (default: the last notebook)"),
-    argument("--notebooks", action="store_true", help="regenerate notebooks/ from autograder/source"),
-    argument("--assignment", metavar="NN", help="with --notebooks: only this assignment (default: all)"),
-])
-def run_release(args: argparse.Namespace) -> int:
-    return _grading_commands().run_release(args)
-
-
-@command("grade", help="grade a folder of submissions: grades.csv, feedback, nbgrader gradebook", arguments=[
-    argument("submissions", metavar="SUBMISSIONS", help="nbgrader's submitted/ layout, or one zip per student"),
-    argument("--out", required=True, metavar="RESULTS", help="results folder"),
-    argument("--jobs", type=positive_int, default=2, help="submissions graded at once (default: %(default)s)"),
-    argument("--assignment", metavar="NN_name", help="grade only this assignment (every student gets a row)"),
-    argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default: %(default)s)"),
-    argument("--notebook-timeout", type=float, default=300.0, help="seconds per notebook (default: %(default)s)"),
-    argument("--memory-gib", type=float, default=6.0, help="address space per process (default: %(default)s)"),
-    argument("--isolation", choices=("namespaces", "user", "limits"), help="force a sandbox level (default: the "
-             "strongest that works here)"),
-    argument("--hide", action="append", metavar="PATH", help="another folder the notebooks must not see"),
-    argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
-])
-def run_grade(args: argparse.Namespace) -> int:
-    return _grading_commands().run_grade(args)
-
-
-@command("rehearse", help="run the solution notebooks top to bottom against the student release; time table",
-         arguments=[
-    argument("--assignment", metavar="NN", help="only this assignment (default: all)"),
-    argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),
-    argument("--full", action="store_true", help="only the full run (every exploration cell)"),
-    argument("--keep", metavar="DIR", help="keep the executed notebooks (with outputs) here"),
-])
-def run_rehearse(args: argparse.Namespace) -> int:
-    return _grading_commands().run_rehearse(args)
+def missing_instructor_command(argv: Sequence[str], commands: dict[tuple[str, ...], Command]) -> str | None:
+    """The one-line error for ``flowlab grade ...`` where no grader is installed (a student's
+    flowlab), instead of argparse's "invalid choice"; None otherwise."""
+    if argv[:1] and argv[0] in INSTRUCTOR_COMMANDS and (argv[0],) not in commands:
+        return (f"{PROGRAM} {argv[0]}: error: an instructor command; install the grader from autograder/ "
+                f"(pip install -e ./autograder)")
+    return None
 
 
 # ---- the parser and main -------------------------------------------------------------------------
@@ -382,12 +353,14 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every command in ``COMMANDS`` (groups such as ``train`` made on the way)."""
+def build_parser(commands: dict[tuple[str, ...], Command] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for ``commands`` (default: ``COMMANDS`` and ``plugin_commands()``; groups
+    such as ``train`` made on the way)."""
     root = _Parser(prog=PROGRAM, description="flowlab: flow matching for teaching (t = 0 noise, t = 1 data).")
     root.add_argument("--version", action="version", version=f"{PROGRAM} {_version()}")
     children = {(): root.add_subparsers(title="commands", required=True, parser_class=_Parser)}
-    for words, spec in COMMANDS.items():
+    commands = {**COMMANDS, **plugin_commands()} if commands is None else commands
+    for words, spec in commands.items():
         for depth in range(1, len(words)):
             prefix = words[:depth]
             if prefix not in children:
@@ -405,9 +378,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     0: success (or ``--help``); 2: a usage or input error, reported on one line of stderr.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {**COMMANDS, **plugin_commands()}
+    missing = missing_instructor_command(argv, commands)
+    if missing:
+        print(missing, file=sys.stderr)
+        return USAGE_ERROR
+    parser = build_parser(commands)
     try:
-        args = parser.parse_args(None if argv is None else list(argv))
+        args = parser.parse_args(argv)
     except SystemExit as exit_:           # --help, --version
         return exit_.code if isinstance(exit_.code, int) else 0
     except UsageError as error:

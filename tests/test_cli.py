@@ -87,6 +87,20 @@ def test_a_new_command_is_one_registered_function(monkeypatch, capsys):
         cli.command("train", "echo", help="again")(run_echo)
 
 
+@pytest.mark.parametrize("name", cli.INSTRUCTOR_COMMANDS)
+def test_instructor_commands_come_from_the_grader_entry_point(name, capsys):
+    assert (name,) in cli.plugin_commands(), "the grader (autograder/, installed editable) registers it"
+    assert cli.main([name, "--help"]) == 0
+    assert cli.plugin_commands()[(name,)].help.split()[0] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["grade", "submitted", "--out", "results"], ["release", "--notebooks"]])
+def test_without_the_grader_an_instructor_command_says_where_it_is(argv, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "plugin_commands", dict)          # a student's flowlab: no grader installed
+    assert cli.main(argv) == 2
+    assert "an instructor command; install the grader from autograder/" in _one_line_error(capsys)
+
+
 def test_bench_samplers_delegates_to_the_bench(monkeypatch):
     from flowlab import bench
 

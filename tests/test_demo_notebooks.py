@@ -18,8 +18,8 @@ import shutil
 import nbformat
 import pytest
 
-from flowlab.grading.course import repository_dir
-from flowlab.grading.rehearse import run_executor
+from flowlab_grader.course import repository_dir
+from flowlab_grader.rehearse import run_executor
 
 DEMOS = repository_dir() / "notebooks" / "demos"
 NAMES = ("samplers", "guidance", "inversion_and_conditioning")

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from flowlab.grading.cases import CALIBRATION_FACTOR, load_cases
-from flowlab.grading.checks import diagnose
-from flowlab.grading.codec import cast_inputs
-from flowlab.grading.course import assignments
-from flowlab.grading.measures import MEASURES
-from flowlab.grading.record import Output, describe
-from flowlab.grading.reference_set import ReferenceSet
-from flowlab.grading.references import build
+from flowlab_grader.cases import CALIBRATION_FACTOR, load_cases
+from flowlab.runtime.compare import diagnose
+from flowlab.runtime.codec import cast_inputs
+from flowlab_grader.course import assignments
+from flowlab.runtime.measures import MEASURES
+from flowlab.runtime.record import Output, describe
+from flowlab.runtime.reference_set import ReferenceSet
+from flowlab_grader.references import build
 
 ASSIGNMENTS = assignments()
 CASES = {a.name: load_cases(a) for a in ASSIGNMENTS}

@@ -20,10 +20,10 @@ import zipfile
 import nbformat
 import pytest
 
-from flowlab.grading.cases import load_cases
-from flowlab.grading.course import assignments, repository_dir
-from flowlab.grading.grade import Course, grade
-from flowlab.grading.sandbox import Limits, probe_isolation
+from flowlab_grader.cases import load_cases
+from flowlab_grader.course import assignments, repository_dir
+from flowlab_grader.grade import PreparedAssignment, grade
+from flowlab_grader.sandbox import Limits, probe_isolation
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = assignments()
@@ -69,7 +69,7 @@ def after_docstring(code: str, statement: str) -> str:
 
 def points(assignment) -> dict[str, float]:
     """``{grade cell: points}`` in notebook order."""
-    return Course.load(assignment).points
+    return PreparedAssignment.load(assignment).points
 
 
 def setup_cell(assignment) -> str:

@@ -1,4 +1,5 @@
 """The student release: built by real nbgrader, stubs what is due, leaks nothing; notebooks/ is current."""
+import ast
 import json
 import shutil
 import subprocess
@@ -8,10 +9,10 @@ import nbformat
 import pytest
 
 from flowlab import cli
-from flowlab.grading.course import assignments
-from flowlab.grading.leaks import check_leaks
-from flowlab.grading.cases import load_cases
-from flowlab.grading.release import build_library, build_release, graded_functions, student_bundle
+from flowlab_grader.course import assignments, library_dir
+from flowlab_grader.leaks import check_leaks
+from flowlab_grader.cases import graded_functions, load_cases
+from flowlab_grader.release import build_library, build_release, student_bundle
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,17 @@ def bundle(tmp_path_factory):
     return out, manifest
 
 
+def imported_packages(path) -> set[str]:
+    """The top-level packages that the Python file at ``path`` imports anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
 def test_the_bundle_has_the_notebooks_the_library_and_the_public_data(bundle):
     out, manifest = bundle
     names = [a.notebook_name for a in assignments()]
@@ -28,8 +40,12 @@ def test_the_bundle_has_the_notebooks_the_library_and_the_public_data(bundle):
     assert all((out / "notebooks" / name).is_file() for name in names)
     assert (out / "data" / "public" / "01_flow_matching.npz").is_file()
     assert (out / "data" / "checkpoints" / "moons.safetensors").stat().st_mode & 0o044 == 0o044, "readable by all"
-    assert not (out / "flowlab" / "grading" / "grade.py").exists(), "the grader's host side stays home"
-    assert (out / "flowlab" / "grading" / "hidden.py").is_file(), "hidden test cells need it when graded"
+    assert (out / "flowlab" / "runtime" / "hidden.py").is_file(), "hidden test cells need it when graded"
+    library = {path.relative_to(library_dir()) for path in library_dir().rglob("*.py")}
+    assert {path.relative_to(out / "flowlab") for path in (out / "flowlab").rglob("*.py")} == library, \
+        "the flowlab package is copied whole"
+    assert not list(out.rglob("flowlab_grader")), "the grader stays home"
+    assert not [path for path in out.rglob("*.py") if "flowlab_grader" in imported_packages(path)]
     assert json.loads((out / "release.json").read_text()) == manifest
 
 

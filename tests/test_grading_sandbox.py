@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from flowlab.grading import sandbox
-from flowlab.grading.course import course_dir, repository_dir
+from flowlab_grader import sandbox
+from flowlab_grader.course import course_dir, repository_dir
 
 PROBE = """
 import json, os, resource, socket, sys

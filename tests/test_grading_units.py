@@ -1,7 +1,9 @@
-"""Units of the grader: codec, records (read without trusting), checks, stubs, restore, submissions,
+"""Units of the grader: codec, records (read without trusting), checks, stubs, overwrite, submissions,
 scoring and feedback. No kernels here; see test_grading_end_to_end.py for those."""
+import copy
 import json
 import os
+import shutil
 import zipfile
 
 import nbformat
@@ -9,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from flowlab.grading import checks, codec, feedback, restore, stubs, submissions
-from flowlab.grading.fixtures import AffineVelocity, ConditionedAffineVelocity, ElementwiseClassifier, TanhVelocity
-from flowlab.grading.measures import MEASURES, MeasureError
-from flowlab.grading.record import Output, describe, open_folder, read_record, record_call, write_record
+from flowlab.runtime import codec, compare
+from flowlab.runtime.fixtures import AffineVelocity, ConditionedAffineVelocity, ElementwiseClassifier, TanhVelocity
+from flowlab.runtime.measures import MEASURES, MeasureError
+from flowlab.runtime.record import Output, describe, open_folder, read_record, record_call, write_record
+from flowlab_grader import feedback, overwrite, stubs, submissions
+from flowlab_grader.course import Assignment, course_dir
+from flowlab_grader.release import build_gradebook
 
 
 # ---- codec and fixtures ---------------------------------------------------------------------------
@@ -113,7 +118,7 @@ def test_items_measure_splits_a_tuple_and_names_its_parts():
     assert list(outputs) == ["item0", "item1"] and outputs["item1"].item() == 2.0
     with pytest.raises(MeasureError, match="must return a tuple"):
         MEASURES["items"](lambda a: a, lambda: {"a": torch.ones(1)}, 1)
-    assert checks.label("item1") == "returned value number 2"
+    assert compare.label("item1") == "returned value number 2"
 
 
 def test_record_call_keeps_outputs_and_swallows_prints_and_warnings(tmp_path):
@@ -203,19 +208,19 @@ EXPECT = {"value": {"type": "tensor", "dtype": "torch.float32", "shape": [3, 2],
     (torch.ones(3, 2), "is off by up to 1"),
 ])
 def test_allclose_names_what_is_wrong(value, message):
-    verdict = checks.AllClose(1e-5, 1e-6).evaluate({"value": Output(*describe(value))},
+    verdict = compare.AllClose(1e-5, 1e-6).evaluate({"value": Output(*describe(value))},
                                                    {"value": np.zeros((3, 2))}, EXPECT)
     assert not verdict.passed and message in verdict.message
 
 
 def test_allclose_ratio_is_the_error_in_units_of_the_tolerance():
-    check = checks.AllClose(rtol=0.0, atol=1e-3)
+    check = compare.AllClose(rtol=0.0, atol=1e-3)
     got = Output(*describe(torch.full((3, 2), 0.05)))
     assert check.evaluate({"value": got}, {"value": np.zeros((3, 2))}, EXPECT).ratio == pytest.approx(50, rel=1e-5)
 
 
 def test_seeded_mean_demands_reproducibility_and_closeness():
-    check = checks.SeededMean(n_sigma=6)
+    check = compare.SeededMean(n_sigma=6)
     expect = {name: {"type": "tensor", "shape": []} for name in ("first", "second")}
     reference = {"mean": np.array(2.0), "sd": np.array(0.1)}
     out = lambda a, b: {"first": Output(*describe(torch.tensor(a))), "second": Output(*describe(torch.tensor(b)))}
@@ -228,21 +233,21 @@ def test_diagnose_names_the_matching_mistake():
     got = {"value": Output(*describe(torch.ones(3, 2)))}
     wrong = {"sign": ("you flipped the sign", {"value": np.ones((3, 2))}),
              "other": ("something else", {"value": np.full((3, 2), 7.0)})}
-    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) == "you flipped the sign"
+    assert compare.diagnose(compare.AllClose(1e-5, 1e-6), got, wrong, EXPECT) == "you flipped the sign"
 
 
 
 def test_a_wrong_answer_that_is_nan_matches_no_output():
     got = {"value": Output(*describe(torch.ones(3, 2)))}
     wrong = {"divides_by_zero": ("you divided by t = 0", {"value": np.full((3, 2), np.nan)})}
-    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
-    assert checks.AllClose(1e-5, 1e-6).error_ratio(np.ones(2), np.array([1.0, np.nan])) == np.inf
+    assert compare.diagnose(compare.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
+    assert compare.AllClose(1e-5, 1e-6).error_ratio(np.ones(2), np.array([1.0, np.nan])) == np.inf
 
 
 def test_a_wrong_answer_of_another_shape_is_no_diagnosis_and_no_crash():
     got = {"value": Output(*describe(torch.ones(3, 2)))}
     wrong = {"no_upsampling": ("you forgot to upsample", {"value": np.ones((3, 1))})}
-    assert checks.diagnose(checks.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
+    assert compare.diagnose(compare.AllClose(1e-5, 1e-6), got, wrong, EXPECT) is None
 
 # ---- stubs -----------------------------------------------------------------------------------------
 
@@ -282,47 +287,82 @@ def test_stub_of_a_missing_function_fails_loudly():
         stubs.stub_function(SOURCE, "nope", "")
 
 
-# ---- restore: the instructor's cells come back --------------------------------------------------------
+# ---- overwrite: nbgrader's OverwriteCells, fed by generate_assignment's gradebook, restores cells ------
 
 def _cell(kind, source, grade_id=None, **flags):
     make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
     cell = make(source)
     if grade_id:
         cell.metadata["nbgrader"] = {"grade_id": grade_id, "locked": flags.get("locked", False),
-                                     "grade": flags.get("grade", False), "solution": flags.get("solution", False)}
+                                     "grade": flags.get("grade", False), "solution": flags.get("solution", False),
+                                     "schema_version": 3}
+        if flags.get("grade"):
+            cell.metadata["nbgrader"]["points"] = 2
     return cell
 
 
 def _source_notebook():
     return nbformat.v4.new_notebook(cells=[
         _cell("code", "import torch", "setup", locked=True),
-        _cell("code", "def f():\n    return 1", "f", solution=True),
+        _cell("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", "f", solution=True),
         _cell("code", "assert f() == 1", "public", locked=True),
         _cell("code", "# hidden\n### BEGIN HIDDEN TESTS\nrun()\n### END HIDDEN TESTS", "hidden", grade=True, locked=True),
         _cell("code", "explore()"),
     ])
 
 
-def test_restore_overwrites_locked_and_grade_cells_and_keeps_the_students_code():
-    submitted = nbformat.v4.new_notebook(cells=[
-        _cell("code", "import os  # edited", "setup", locked=True),
-        _cell("code", "def f():\n    return 2", "f", solution=True),
-        _cell("code", "print('mine')"),
-        _cell("code", "# hidden", "hidden", grade=True, locked=True),
-        _cell("code", "# hidden", "hidden", grade=True, locked=True),
-    ])
-    graded = restore.restore(submitted, _source_notebook())
-    sources = [cell.source for cell in graded.cells]
-    assert sources[:4] == ["import torch", "def f():\n    return 2", "assert f() == 1", "print('mine')"], \
-        "edited setup restored, solution kept, deleted public tests put back after their predecessor"
-    assert sum("BEGIN HIDDEN TESTS" in source for source in sources) == 1
+@pytest.fixture(scope="module")
+def small_course(tmp_path_factory):
+    """A one-notebook course (``01_small``): its gradebook from ``nbgrader generate_assignment``
+    and the student version, as grading builds them."""
+    root = tmp_path_factory.mktemp("course")
+    (root / "autograder" / "source" / "01_small").mkdir(parents=True)
+    shutil.copy2(course_dir() / "nbgrader_config.py", root / "autograder" / "nbgrader_config.py")
+    nbformat.write(_source_notebook(), root / "autograder" / "source" / "01_small" / "01_small.ipynb")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWLAB_COURSE", str(root / "autograder"))
+        url = build_gradebook([Assignment("01_small")], root / "nbgrader")
+    student = nbformat.read(root / "nbgrader" / "release" / "01_small.ipynb", as_version=4)
+    return url, student
+
+
+def _graded_sources(small_course, edit):
+    url, student = small_course
+    submitted = copy.deepcopy(student)
+    edit(submitted.cells)
+    graded = overwrite.notebook_to_grade(submitted, url, "01_small", "01_small")
     assert len({cell.id for cell in graded.cells}) == len(graded.cells)
+    return [cell.source for cell in graded.cells]
 
 
-def test_restore_ignores_forged_metadata():
-    submitted = nbformat.v4.new_notebook(cells=[_cell("code", "cheat()", "hidden", solution=True)])
-    submitted.cells[0].metadata["nbgrader"]["grade"] = False
-    sources = [cell.source for cell in restore.restore(submitted, _source_notebook()).cells]
+def _edit_setup_solution_and_duplicate_hidden(cells):
+    cells[0].source = "import os  # edited"
+    cells[1].source = "def f():\n    return 2"
+    cells.insert(4, copy.deepcopy(cells[3]))
+    cells.insert(2, nbformat.v4.new_code_cell("print('mine')"))
+
+
+def test_overwrite_restores_locked_and_grade_cells_and_keeps_the_students_code(small_course):
+    sources = _graded_sources(small_course, _edit_setup_solution_and_duplicate_hidden)
+    assert sources[:4] == ["import torch", "def f():\n    return 2", "print('mine')", "assert f() == 1"], \
+        "edited setup restored, solution and the student's own cell kept"
+    assert sum("BEGIN HIDDEN TESTS" in source for source in sources) == 1, "hidden tests restored, once"
+
+
+@pytest.mark.parametrize("deleted", [[3], [2, 3], [0]], ids=["hidden", "public_and_hidden", "setup"])
+def test_overwrite_puts_deleted_cells_back_after_their_predecessor(small_course, deleted):
+    sources = _graded_sources(small_course, lambda cells: [cells.pop(index) for index in sorted(deleted, reverse=True)])
+    expected = ["import torch", "def f():", "assert f() == 1", "run()", "explore()"]
+    assert len(sources) == len(expected)
+    for source, text in zip(sources, expected):
+        assert text in source, f"{text!r} expected, got {source!r}"
+
+
+def test_overwrite_ignores_forged_metadata(small_course):
+    def forge(cells):
+        cells[3].source = "cheat()"
+        cells[3].metadata["nbgrader"].update(solution=True, grade=False, locked=False)
+    sources = _graded_sources(small_course, forge)
     assert "cheat()" not in sources and any("run()" in source for source in sources)
 
 
@@ -331,7 +371,7 @@ def test_restore_ignores_forged_metadata():
 ])
 def test_read_submission_explains_garbage(data, message):
     with pytest.raises(ValueError, match=message):
-        restore.read_submission(data)
+        overwrite.read_submission(data)
 
 
 # ---- submissions -------------------------------------------------------------------------------------
@@ -370,7 +410,7 @@ def test_discover_folders_zips_problems_and_links(tmp_path):
 # ---- feedback ----------------------------------------------------------------------------------------
 
 def test_feedback_escapes_what_the_student_controls():
-    from flowlab.grading.scoring import CaseResult, CellScore
+    from flowlab_grader.scoring import CaseResult, CellScore
 
     cells = [CellScore("hidden_f", 2.0, 1.0, [CaseResult("f/a", "a case", True),
                                               CaseResult("f/b", "b case", False, "raised <script>alert(1)</script>")])]
@@ -382,7 +422,7 @@ def test_feedback_escapes_what_the_student_controls():
 def test_a_case_that_cannot_be_compared_fails_alone_with_a_reason():
     from types import SimpleNamespace
 
-    from flowlab.grading.scoring import judge
+    from flowlab_grader.scoring import judge
 
     class Broken:
         def evaluate(self, outputs, expected, expect):

@@ -11,8 +11,8 @@ import shutil
 import nbformat
 import pytest
 
-from flowlab.grading.course import assignments, repository_dir
-from flowlab.grading.rehearse import rehearse, table
+from flowlab_grader.course import assignments, repository_dir
+from flowlab_grader.rehearse import rehearse, table
 
 ASSIGNMENTS = assignments()
 
@@ -46,7 +46,7 @@ def test_a_notebook_that_uses_a_stubbed_library_function_fails_its_rehearsal(tmp
 def test_an_error_inside_a_widget_is_reported(tmp_path, monkeypatch):
     """``interact`` shows its function's exception in an Output widget, not in the cell: the
     executor must still report it, or a broken slider would pass unnoticed."""
-    from flowlab.grading.execute import execute
+    from flowlab.runtime.execute import execute
 
     notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                  "language": "python"}})

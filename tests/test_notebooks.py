@@ -12,8 +12,8 @@ import inspect
 import nbformat
 import pytest
 
-from flowlab.grading.cases import load_cases
-from flowlab.grading.course import assignments
+from flowlab_grader.cases import load_cases
+from flowlab_grader.course import assignments
 
 ASSIGNMENTS = assignments()
 IDS = [a.name for a in ASSIGNMENTS]

@@ -6,10 +6,10 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 import torch
 
 from flowlab.validate import expand_time, time_batch
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose, SeededMean
-from flowlab.grading.codec import GeneratorSeed
-from flowlab.grading.fixtures import AffineVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose, SeededMean
+from flowlab.runtime.codec import GeneratorSeed
+from flowlab.runtime.fixtures import AffineVelocity
 
 ASSIGNMENT = "01_flow_matching"
 INTERPOLATE_CELL = "hidden_tests_interpolate"

@@ -10,9 +10,9 @@ them apart use ``TanhVelocity`` (v = scale tanh(x) + t shift).
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.fixtures import AffineVelocity, TanhVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.fixtures import AffineVelocity, TanhVelocity
 
 ASSIGNMENT = "02_ode_samplers"
 EULER_CELL = "hidden_tests_euler_step"
@@ -97,13 +97,13 @@ def grid(n, shift=None):
 
 # ---- the cases ---------------------------------------------------------------------------------
 
-EULER = GradedFunction("euler_step", library="flowlab.solvers:euler_step", positional=4, wrong={
+EULER = GradedFunction("euler_step", library="flowlab.steps:euler_step", positional=4, wrong={
     "at_t_next": Wrong(euler_at_t_next, "you evaluated the velocity at t_next; Euler uses the slope at the "
                                         "start of the step: x + h v(x, t)"),
     "without_h": Wrong(euler_without_h, "you added the velocity without multiplying by the step size "
                                         "h = t_next - t: x_next = x + h v(x, t)"),
 })
-HEUN = GradedFunction("heun_step", library="flowlab.solvers:heun_step", positional=4, wrong={
+HEUN = GradedFunction("heun_step", library="flowlab.steps:heun_step", positional=4, wrong={
     "is_euler": Wrong(heun_is_euler, "your Heun step is an Euler step (first order): average the slope at "
                                      "the start with the slope at the Euler prediction (x + h v, t_next)"),
     "without_predictor": Wrong(heun_without_predictor, "you averaged with the slope at (x, t_next); the second "

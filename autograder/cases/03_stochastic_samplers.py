@@ -12,9 +12,9 @@ import math
 import torch
 
 from flowlab.validate import expand_time, time_batch
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.fixtures import AffineVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.fixtures import AffineVelocity
 
 ASSIGNMENT = "03_stochastic_samplers"
 SCORE_CELL = "hidden_tests_score_from_velocity"

@@ -11,9 +11,9 @@ asserts that ``y`` is left unchanged and says why it matters.
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.codec import GeneratorSeed
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.codec import GeneratorSeed
 
 ASSIGNMENT = "04_classifier_free_guidance"
 DROPOUT_CELL = "hidden_tests_label_dropout"

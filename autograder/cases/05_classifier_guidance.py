@@ -11,9 +11,9 @@ evaluates it at the inputs ``at_x`` and ``at_t``. The classifier is an ``Element
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.fixtures import AffineVelocity, ElementwiseClassifier
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.fixtures import AffineVelocity, ElementwiseClassifier
 
 ASSIGNMENT = "05_classifier_guidance"
 GRAD_CELL = "hidden_tests_log_prob_grad_from_classifier"

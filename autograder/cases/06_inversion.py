@@ -9,9 +9,9 @@ float64 tensor (uniform, SD3-shifted or Karras-like, as ``flowlab.schedules`` ma
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.fixtures import AffineVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.fixtures import AffineVelocity
 from flowlab.solvers import euler_step, heun_step
 
 ASSIGNMENT = "06_inversion"

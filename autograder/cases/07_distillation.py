@@ -10,10 +10,10 @@ solver and on the times. ``reflow_pairs`` returns a tuple ``(z, x1)``: measured 
 """
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.codec import GeneratorSeed
-from flowlab.grading.fixtures import AffineVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.codec import GeneratorSeed
+from flowlab.runtime.fixtures import AffineVelocity
 from flowlab.solvers import integrate
 
 ASSIGNMENT = "07_distillation"

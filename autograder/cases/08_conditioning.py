@@ -11,9 +11,9 @@ that the null condition (``cond=None``) and a condition image of zeros give diff
 import torch
 import torch.nn.functional as F
 
-from flowlab.grading.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.grading.checks import AllClose
-from flowlab.grading.fixtures import ConditionedAffineVelocity
+from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.fixtures import ConditionedAffineVelocity
 
 ASSIGNMENT = "08_conditioning"
 LOW_RES_CELL = "hidden_tests_low_resolution_condition"

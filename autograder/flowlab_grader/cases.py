@@ -31,9 +31,9 @@ from typing import Any, Callable
 
 import torch
 
-from flowlab.grading.checks import AllClose, Check
-from flowlab.grading.course import Assignment
-from flowlab.grading.measures import MEASURES
+from flowlab.runtime.compare import AllClose, Check
+from flowlab.runtime.measures import MEASURES
+from flowlab_grader.course import Assignment, assignments
 
 CALIBRATION_FACTOR = 100.0
 
@@ -143,3 +143,16 @@ def load_cases(assignment: Assignment) -> AssignmentCases:
     if not isinstance(cases, AssignmentCases) or cases.assignment != assignment.name:
         raise ValueError(f"{path} must define CASES = AssignmentCases({assignment.name!r}, ...)")
     return cases
+
+
+def graded_functions(stub_from: int) -> list[tuple[str, str, Assignment]]:
+    """``(module, function, assignment)`` of every library function graded in notebook ``stub_from``
+    or later (``("flowlab.paths", "interpolate", Assignment("01_flow_matching"))``): what a student
+    of notebook ``stub_from`` finds stubbed."""
+    found = []
+    for assignment in assignments():
+        if assignment.number >= stub_from:
+            for function in load_cases(assignment).functions:
+                module, _, name = function.library.partition(":")
+                found.append((module, name, assignment))
+    return found

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowlab.grading import runtime
-from flowlab.grading.jail import PRIVATE_TMP
+from flowlab.runtime import environment
+from flowlab_grader.jail import PRIVATE_TMP
 
 LEVELS = ("namespaces", "user", "limits")
 BOX_IN_SANDBOX = "/tmp/submission"
@@ -43,7 +43,7 @@ class Limits:
     """Per-job limits. Times in seconds, sizes in bytes."""
     cell_timeout: float = 60.0
     notebook_timeout: float = 300.0
-    call_timeout: float = runtime.DEFAULT_CALL_TIMEOUT
+    call_timeout: float = environment.DEFAULT_CALL_TIMEOUT
     memory: int = 6 * 2**30
     processes: int = 256
     file_size: int = 256 * 2**20
@@ -83,17 +83,16 @@ def _python_install() -> list[str]:
 
 
 def default_hide() -> list[str]:
-    """What no sandbox should see: the repository (with ``.git``), the instructor's library, root's
-    home and the temporary folders (replaced by a private /tmp)."""
-    import flowlab
-    from flowlab.grading.course import course_dir, repository_dir
+    """What no sandbox should see: the repository (with ``.git``), the course and this grader, the
+    instructor's library, root's home and the temporary folders (replaced by a private /tmp)."""
+    from flowlab_grader.course import course_dir, library_dir, repository_dir
 
-    paths = [repository_dir(), course_dir(), Path(flowlab.__file__).resolve().parent, Path.home(),
+    paths = [repository_dir(), course_dir(), Path(__file__).resolve().parent, library_dir(), Path.home(),
              *map(Path, PRIVATE_TMP)]
     return sorted({os.path.realpath(path) for path in paths if path.exists()})
 
 
-def environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
+def sandbox_environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
     """The sandbox's whole environment (nothing is inherited from the host)."""
     home = f"{box}/home"
     return {
@@ -104,14 +103,14 @@ def environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
         "IPYTHONDIR": f"{home}/.ipython", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
         "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter", "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter-runtime",
         "JUPYTER_PLATFORM_DIRS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        runtime.GRADING: "1", "FLOWLAB_DATA": f"{bundle}/data",
-        runtime.INPUTS_DIR: f"{box}/inputs", runtime.RECORD_DIR: f"{box}/records",
-        runtime.CALL_TIMEOUT: str(limits.call_timeout),
+        environment.GRADING: "1", "FLOWLAB_DATA": f"{bundle}/data",
+        environment.INPUTS_DIR: f"{box}/inputs", environment.RECORD_DIR: f"{box}/records",
+        environment.CALL_TIMEOUT: str(limits.call_timeout),
     }
 
 
 def jail_spec(job: Job, level: str, argv_tail: list[str], limits: Limits) -> dict:
-    """The spec that ``flowlab.grading.jail`` carries out for ``job`` at isolation ``level``."""
+    """The spec that ``flowlab_grader.jail`` carries out for ``job`` at isolation ``level``."""
     inside = level == "namespaces"
     rlimits = limits.rlimits()
     if level == "limits":       # RLIMIT_NPROC counts every process of the user: without a user of
@@ -120,11 +119,11 @@ def jail_spec(job: Job, level: str, argv_tail: list[str], limits: Limits) -> dic
     return {"mounts": inside, "hide": job.hide if inside else [], "keep": _python_install() if inside else [],
             "binds": [[str(job.box), box, False], [str(job.bundle), bundle, True]] if inside else [],
             "uid": job.uid if level in ("namespaces", "user") else None, "limits": rlimits,
-            "cwd": box, "env": environment(box, bundle, limits), "argv": [sys.executable, *argv_tail]}
+            "cwd": box, "env": sandbox_environment(box, bundle, limits), "argv": [sys.executable, *argv_tail]}
 
 
 def command(spec_path: Path, level: str) -> list[str]:
-    jail = [sys.executable, "-m", "flowlab.grading.jail", str(spec_path)]
+    jail = [sys.executable, "-m", "flowlab_grader.jail", str(spec_path)]
     return [*UNSHARE, *jail] if level == "namespaces" else jail
 
 

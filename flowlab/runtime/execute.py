@@ -1,6 +1,6 @@
 """Run a notebook in a fresh kernel, cell by cell, inside the sandbox (phase 1 of grading).
 
-    python -m flowlab.grading.execute NOTEBOOK --cell-timeout 60 --notebook-timeout 300 --status status.json
+    python -m flowlab.runtime.execute NOTEBOOK --cell-timeout 60 --notebook-timeout 300 --status status.json
 
 Every cell runs even if an earlier one failed (a student's broken experiment must not cost the
 hidden tests below it). A cell that runs past its time limit is interrupted and counted as an

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import nbformat
 
-from flowlab.grading.course import Assignment, assignments, course_dir
-from flowlab.grading.stubs import function_body
+from flowlab_grader.cases import graded_functions
+from flowlab_grader.course import Assignment, assignments, course_dir, library_dir, library_file
+from flowlab_grader.stubs import function_body
 
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS",
            "### BEGIN MARK SCHEME", "### END MARK SCHEME")
-NOTEBOOK_MARKERS = ("hidden.run(", "from flowlab.grading import hidden")
+NOTEBOOK_MARKERS = ("hidden.run(", "from flowlab.runtime import hidden")
 TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".json", ".txt", ".toml", ".yml", ".yaml", ".cfg", ".html"}
 SOLUTION = re.compile(r"### BEGIN SOLUTION(.*?)### END SOLUTION", re.S)
 MIN_LINE = 8
@@ -40,22 +41,12 @@ def _lines(text: str) -> set[str]:
 
 
 def _graded(stub_from: int) -> list[tuple[Path, str]]:
-    from flowlab.grading.cases import load_cases
-    from flowlab.grading.release import library_dir
-
-    found = []
-    for assignment in assignments():
-        if assignment.number >= stub_from:
-            for function in load_cases(assignment).functions:
-                module, _, name = function.library.partition(":")
-                found.append((library_dir().joinpath(*module.split(".")[1:]).with_suffix(".py"), name))
-    return found
+    """``(source file, function)`` of every function stubbed for a student of ``stub_from``."""
+    return [(library_file(module), name) for module, name, _ in graded_functions(stub_from)]
 
 
 def revealing_lines(stub_from: int, released: list[Assignment]) -> set[str]:
     """Lines of stubbed bodies and of released solutions that the library has nowhere else."""
-    from flowlab.grading.release import library_dir
-
     graded = _graded(stub_from)
     bodies = {(path, name): function_body(path.read_text(), name) for path, name in graded}
     elsewhere = []
@@ -102,7 +93,6 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
         markers = MARKERS + (NOTEBOOK_MARKERS if path.suffix == ".ipynb" else ())
         problems += [f"{relative}: contains {marker!r}" for marker in markers if marker in text]
         problems += [f"{relative}: contains the solution line {line!r}" for line in sorted(revealing) if line in text]
-    from flowlab.grading.release import library_dir
     for path, name in _graded(stub_from):
         copy = bundle / path.relative_to(library_dir().parent)
         if not copy.is_file() or "raise NotImplementedError(" not in function_body(copy.read_text(), name):

@@ -6,7 +6,7 @@ are elementwise (sums at most), so their output is exact up to one rounding, and
 plain arrays (no pickle) in the student's kernel.
 
 Each fixture has ``arrays() -> {name: numpy array}`` and ``from_arrays(arrays)``; ``FIXTURES``
-maps class names to classes for ``flowlab.grading.codec``.
+maps class names to classes for ``flowlab.runtime.codec``.
 """
 from __future__ import annotations
 

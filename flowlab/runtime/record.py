@@ -157,7 +157,7 @@ def record_call(folder: Path, key: str, run: Callable[[], dict[str, Any]], timeo
 
 def record(key: str, value: Any, folder: str | Path | None = None) -> None:
     """Record one value under ``key`` (in ``$FLOWLAB_RECORD_DIR`` unless ``folder`` is given)."""
-    from flowlab.grading.runtime import record_dir
+    from flowlab.runtime.environment import record_dir
 
     folder = Path(folder) if folder is not None else record_dir()
     if folder is None:

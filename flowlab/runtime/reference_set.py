@@ -1,7 +1,7 @@
 """A reference file loaded: test inputs, expected outputs and known wrong answers, per case.
 
-Written by ``flowlab references`` (see ``flowlab.grading.references``); read on the host to grade
-hidden cases and in the student's kernel for the public ones (``flowlab.grading.public``).
+Written by ``flowlab references`` (see ``flowlab_grader.references``); read on the host to grade
+hidden cases and in the student's kernel for the public ones (``flowlab.runtime.public``).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from flowlab.grading.checks import Check, from_json
-from flowlab.grading.codec import decode_inputs, load_bundle
+from flowlab.runtime.compare import Check, from_json
+from flowlab.runtime.codec import decode_inputs, load_bundle
 
 
 @dataclass

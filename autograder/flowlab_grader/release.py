@@ -4,9 +4,9 @@
 
     DIR/notebooks/NN_name.ipynb    student versions of assignments 01..NN (nbgrader generate_assignment:
                                    no solutions, no hidden tests, no outputs)
-    DIR/flowlab/                   the library, with every function graded in notebook NN or later
-                                   stubbed (``raise NotImplementedError("implemented in notebook ...")``),
-                                   and only the student side of flowlab.grading
+    DIR/flowlab/                   the whole library (its kernel-side runtime ``flowlab.runtime``
+                                   included), with every function graded in notebook NN or later
+                                   stubbed (``raise NotImplementedError("implemented in notebook ...")``)
     DIR/data/                      checkpoints and the public references of the released notebooks
     DIR/pyproject.toml, environment.yml, README.md, release.json (what was stubbed)
 
@@ -14,7 +14,8 @@
 are past their deadline, so their functions are back in the library for later notebooks to use.
 The grader runs each submission of assignment NN against the bundle stubbed from NN on, so a
 student's code sees exactly the library they had. ``check_leaks`` proves the bundle hides what
-it must; ``build_release`` refuses to finish when it finds a leak.
+it must; ``build_release`` refuses to finish when it finds a leak. The grader itself
+(``flowlab_grader``, in ``autograder/``) is a package of its own and never part of a bundle.
 """
 from __future__ import annotations
 
@@ -26,40 +27,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flowlab.grading.cases import load_cases
-from flowlab.grading.course import Assignment, assignments, course_dir, notebooks_dir, repository_dir
-from flowlab.grading.leaks import check_leaks
-from flowlab.grading.stubs import stub_function
+from flowlab_grader.cases import graded_functions
+from flowlab_grader.course import Assignment, assignments, course_dir, library_dir, notebooks_dir, repository_dir
+from flowlab_grader.gradebook import database_url
+from flowlab_grader.leaks import check_leaks
+from flowlab_grader.stubs import stub_function
 
-STUDENT_SIDE = {"__init__.py", "runtime.py", "codec.py", "fixtures.py", "measures.py", "record.py", "checks.py",
-                "reference_set.py", "hidden.py", "public.py", "execute.py"}
 TOP_LEVEL_FILES = ("pyproject.toml", "environment.yml")
 
 
-def library_dir() -> Path:
-    """The instructor's ``flowlab`` package folder."""
-    return Path(__file__).resolve().parents[1]
-
-
-def graded_functions(stub_from: int) -> list[tuple[str, str, Assignment]]:
-    """``(module path, function, assignment)`` of every function graded in notebook ``stub_from`` or later."""
-    found = []
-    for assignment in assignments():
-        if assignment.number >= stub_from:
-            for function in load_cases(assignment).functions:
-                module, _, name = function.library.partition(":")
-                found.append((module, name, assignment))
-    return found
-
-
 def build_library(destination: Path, stub_from: int) -> list[str]:
-    """Copy the flowlab package to ``destination/flowlab`` with the functions graded from notebook
-    ``stub_from`` on stubbed and the grader's host side left out; returns ``["module:function", ...]``."""
+    """Copy the whole flowlab package to ``destination/flowlab`` and stub the functions graded from
+    notebook ``stub_from`` on; returns ``["module:function", ...]``."""
     target = destination / "flowlab"
     shutil.copytree(library_dir(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for path in (target / "grading").iterdir():
-        if path.name not in STUDENT_SIDE:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
     stubbed = []
     for module, name, assignment in graded_functions(stub_from):
         path = target.joinpath(*module.split(".")[1:]).with_suffix(".py")
@@ -100,20 +81,26 @@ def student_bundle(assignment: Assignment, folder: Path) -> Path:
     return folder
 
 
-def generate_student_notebooks(selected: list[Assignment], destination: Path) -> list[Path]:
+def generate_student_notebooks(selected: list[Assignment], destination: Path,
+                               gradebook: Path | None = None) -> list[Path]:
     """Run ``nbgrader generate_assignment`` (on a temporary copy of the course, so that no gradebook
-    or release folder appears in ``autograder/``) and copy the student notebooks to ``destination``."""
+    or release folder appears in ``autograder/``) and copy the student notebooks to ``destination``.
+
+    nbgrader records every instructor cell (source, checksum, points) in a gradebook as it goes;
+    with ``gradebook`` that SQLite file is kept there (grading restores cells from it), else it is
+    thrown away with the scratch copy."""
     destination.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="flowlab-nbgrader-") as scratch:
         root = Path(scratch)
         shutil.copy2(course_dir() / "nbgrader_config.py", root / "nbgrader_config.py")
         environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        database = database_url(gradebook if gradebook is not None else root / "gradebook.db")
         for assignment in selected:
             shutil.copytree(assignment.source_notebook.parent, root / "source" / assignment.name,
                             ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.py", "__pycache__"))
             result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment.name,
-                                     "--force", "--log-level=WARN"], cwd=root, env=environment,
+                                     "--force", "--log-level=WARN", f"--db={database}"], cwd=root, env=environment,
                                     capture_output=True, text=True)
             generated = root / "release" / assignment.name / assignment.notebook_name
             if result.returncode != 0 or not generated.is_file():
@@ -122,6 +109,13 @@ def generate_student_notebooks(selected: list[Assignment], destination: Path) ->
             shutil.copy2(generated, target)
             written.append(target)
     return written
+
+
+def build_gradebook(selected: list[Assignment], folder: Path) -> str:
+    """The gradebook of ``selected`` assignments, as ``generate_assignment`` writes it, in
+    ``folder/gradebook.db`` (the student notebooks beside it in ``folder/release``); its URL."""
+    generate_student_notebooks(selected, folder / "release", gradebook=folder / "gradebook.db")
+    return database_url(folder / "gradebook.db")
 
 
 def update_notebooks(only: list[Assignment] | None = None) -> list[Path]:

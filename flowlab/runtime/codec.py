@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from flowlab.grading.fixtures import FIXTURES
+from flowlab.runtime.fixtures import FIXTURES
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Phase 2 of grading, on the host: recorded outputs against the hidden references -> points.
 
-Each hidden case passes or fails (``flowlab.grading.checks``); a grade cell's score is its
+Each hidden case passes or fails (``flowlab.runtime.compare``); a grade cell's score is its
 points times the weighted fraction of its cases that pass. A case without a usable record
 fails with the reason: the hidden test never ran (an earlier crash, a timeout), the student's
 function raised, took too long, or returned something of the wrong kind. A failed case whose
@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowlab.grading.checks import diagnose
-from flowlab.grading.record import open_folder, read_record
-from flowlab.grading.reference_set import ReferenceSet
+from flowlab.runtime.compare import diagnose
+from flowlab.runtime.record import open_folder, read_record
+from flowlab.runtime.reference_set import ReferenceSet
 
 NOT_RUN = ("no result was recorded: the hidden test did not reach this case (did an earlier cell crash, "
            "time out, or was the function not defined?)")

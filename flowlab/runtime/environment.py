@@ -1,6 +1,6 @@
 """The contract between the grading host and the sandboxed notebook: environment variables.
 
-The host (``flowlab.grading.sandbox``) sets them; the code that runs in the student's kernel
+The host (``flowlab_grader.sandbox``) sets them; the code that runs in the student's kernel
 (``hidden``, ``record``) and the notebooks read them:
 
     FLOWLAB_GRADING=1           the notebook runs in grading mode: skip slow exploration cells

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowlab.grading.cases import AssignmentCases, Case, load_cases
-from flowlab.grading.checks import AllClose
-from flowlab.grading.codec import cast_inputs, decode_inputs, encode_inputs, save_bundle
-from flowlab.grading.course import Assignment, assignments
-from flowlab.grading.measures import MEASURES
-from flowlab.grading.record import describe
+from flowlab_grader.cases import AssignmentCases, Case, load_cases
+from flowlab.runtime.compare import AllClose
+from flowlab.runtime.codec import cast_inputs, decode_inputs, encode_inputs, save_bundle
+from flowlab_grader.course import Assignment, assignments
+from flowlab.runtime.measures import MEASURES
+from flowlab.runtime.record import describe
 
 FORMAT = 1
 

@@ -21,7 +21,7 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from flowlab.grading.record import Output, is_finite
+from flowlab.runtime.record import Output, is_finite
 
 
 @dataclass(frozen=True)

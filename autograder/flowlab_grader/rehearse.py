@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowlab.grading.course import Assignment
-from flowlab.grading.release import student_bundle
-from flowlab.grading.sandbox import run_detached
+from flowlab_grader.course import Assignment
+from flowlab_grader.release import student_bundle
+from flowlab_grader.sandbox import run_detached
 
 FULL_LIMIT_S = 180.0
 GRADING_LIMIT_S = 60.0
@@ -51,13 +51,13 @@ class Rehearsal:
 
 def run_executor(notebook: Path, environment: dict[str, str], cell_timeout: float, notebook_timeout: float,
                  keep_outputs: bool = False) -> tuple[dict | None, float, str]:
-    """Run ``python -m flowlab.grading.execute`` on ``notebook`` in its folder, detached
+    """Run ``python -m flowlab.runtime.execute`` on ``notebook`` in its folder, detached
     (``sandbox.run_detached``: own process group, no standard input, output in ``executor.log``).
 
     Returns ``(status document, seconds, the log's tail)``; the document is None when the executor
     itself failed. With ``keep_outputs`` the executed notebook is ``executed.ipynb`` beside it."""
     work = notebook.parent
-    command = [sys.executable, "-m", "flowlab.grading.execute", notebook.name, "--status", "status.json",
+    command = [sys.executable, "-m", "flowlab.runtime.execute", notebook.name, "--status", "status.json",
                "--cell-timeout", str(cell_timeout), "--notebook-timeout", str(notebook_timeout)]
     if keep_outputs:
         command += ["--keep-outputs", "executed.ipynb"]

@@ -2,7 +2,7 @@
 
 A hidden test cell in a source notebook is one line between nbgrader's hidden-test markers::
 
-    flowlab.grading.hidden.run("01_flow_matching", "interpolate", globals())
+    flowlab.runtime.hidden.run("01_flow_matching", "interpolate", globals())
 
 It reads the inputs of every hidden case of ``interpolate`` (plain arrays that the grader put in
 ``$FLOWLAB_INPUTS_DIR``), calls the student's ``interpolate`` on each (fixed inputs, explicit noise
@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import torch
 
-from flowlab.grading import runtime
-from flowlab.grading.codec import decode_inputs, load_bundle
-from flowlab.grading.measures import MEASURES
-from flowlab.grading.record import record_call, write_record
+from flowlab.runtime import environment
+from flowlab.runtime.codec import decode_inputs, load_bundle
+from flowlab.runtime.measures import MEASURES
+from flowlab.runtime.record import record_call, write_record
 
 
 def _measure(function, make_inputs, case: dict) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def _measure(function, make_inputs, case: dict) -> dict[str, Any]:
 def run(assignment: str, function_name: str, namespace: Mapping[str, Any]) -> dict[str, str]:
     """Record the student's outputs for every hidden case of ``function_name``; returns
     ``{case key: status}`` (empty outside grading)."""
-    inputs_folder, records = runtime.inputs_dir(), runtime.record_dir()
+    inputs_folder, records = environment.inputs_dir(), environment.record_dir()
     if inputs_folder is None or records is None:
         return {}
     arrays, meta = load_bundle(inputs_folder / assignment)
@@ -47,5 +47,5 @@ def run(assignment: str, function_name: str, namespace: Mapping[str, Any]) -> di
             continue
         make_inputs = partial(decode_inputs, arrays, case["inputs"], f"{key}|input|")
         statuses[key] = record_call(records, key, partial(_measure, function, make_inputs, case),
-                                    runtime.call_timeout())
+                                    environment.call_timeout())
     return statuses

@@ -2,7 +2,7 @@
 
 In a notebook, right after the student's function::
 
-    from flowlab.grading import public
+    from flowlab.runtime import public
     public.check("01_flow_matching", "interpolate", interpolate)
 
 runs ``interpolate`` on the inputs in ``data/public/01_flow_matching.npz``, compares with the
@@ -18,10 +18,10 @@ from typing import Callable
 
 import torch
 
-from flowlab.grading.checks import diagnose
-from flowlab.grading.measures import MEASURES
-from flowlab.grading.record import Output, describe
-from flowlab.grading.reference_set import ReferenceSet
+from flowlab.runtime.compare import diagnose
+from flowlab.runtime.measures import MEASURES
+from flowlab.runtime.record import Output, describe
+from flowlab.runtime.reference_set import ReferenceSet
 
 
 def public_file(assignment: str) -> Path:

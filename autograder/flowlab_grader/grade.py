@@ -2,10 +2,11 @@
 
     flowlab grade SUBMISSIONS --out RESULTS [--jobs N] [--assignment NN_name]
 
-For every submission (``flowlab.grading.submissions``):
+For every submission (``flowlab_grader.submissions``):
 
 1. phase 1, untrusted: a throwaway working copy holds the notebook with the instructor's cells
-   restored (``restore``) and the hidden inputs as plain arrays; the notebook runs in a sandbox
+   restored (``overwrite``: nbgrader's ``OverwriteCells``, fed by the gradebook that
+   ``nbgrader generate_assignment`` builds) and the hidden inputs as plain arrays; the notebook runs in a sandbox
    (``sandbox``) against the student release of flowlab for that assignment, and its hidden
    test cells record the student's outputs there;
 2. phase 2, on the host: the records are compared with the hidden references (``scoring``).
@@ -32,35 +33,42 @@ from pathlib import Path
 
 import nbformat
 
-from flowlab.grading import feedback, sandbox
-from flowlab.grading.codec import save_bundle
-from flowlab.grading.course import Assignment, assignments
-from flowlab.grading.gradebook import GradedSubmission, write_scores
-from flowlab.grading.reference_set import ReferenceSet
-from flowlab.grading.release import student_bundle
-from flowlab.grading.restore import grade_id, read_submission, restore
-from flowlab.grading.scoring import CellScore, score_cells
-from flowlab.grading.submissions import Submission, discover
+from flowlab_grader import feedback, sandbox
+from flowlab.runtime.codec import save_bundle
+from flowlab_grader.course import Assignment, assignments
+from flowlab_grader.gradebook import GradedSubmission, write_scores
+from flowlab.runtime.reference_set import ReferenceSet
+from flowlab_grader.overwrite import grade_id, notebook_to_grade, read_submission
+from flowlab_grader.release import build_gradebook, student_bundle
+from flowlab_grader.scoring import CellScore, score_cells
+from flowlab_grader.submissions import Submission, discover
 
 COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
 MAX_STATUS_BYTES = 64 * 1024
 
 
 @dataclass
-class Course:
-    """What grading needs to know of one assignment: references, source notebook, points, bundle."""
+class PreparedAssignment:
+    """One assignment made ready for grading: its references, the points of its grade cells, the
+    gradebook that ``generate_assignment`` wrote (for restoring cells) and the sandbox's bundle."""
     assignment: Assignment
     references: ReferenceSet
-    source: nbformat.NotebookNode
     points: dict[str, float]
+    gradebook: str = ""
     bundle: Path | None = None
 
     @classmethod
-    def load(cls, assignment: Assignment) -> "Course":
+    def load(cls, assignment: Assignment) -> "PreparedAssignment":
         source = nbformat.read(assignment.source_notebook, as_version=4)
         points = {grade_id(cell): float(cell.metadata["nbgrader"].get("points", 0)) for cell in source.cells
                   if cell.metadata.get("nbgrader", {}).get("grade") and grade_id(cell)}
-        return cls(assignment, ReferenceSet.load(assignment.references_file), source, points)
+        return cls(assignment, ReferenceSet.load(assignment.references_file), points)
+
+    def notebook_to_grade(self, submitted: bytes) -> nbformat.NotebookNode:
+        """The submitted notebook with the instructor's cells restored; ``ValueError`` for garbage."""
+        notebook = read_submission(submitted)
+        return notebook_to_grade(notebook, self.gradebook, self.assignment.name,
+                                 self.assignment.notebook_name.removesuffix(".ipynb"))
 
 
 @dataclass
@@ -113,37 +121,40 @@ def _summary(cells: list[CellScore]) -> str:
     return f"{len(failed)} of {total} hidden tests failed: {', '.join(failed)}" if failed else ""
 
 
-def grade_one(index: int, submission: Submission, course: Course, work: Path, level: str,
+def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, work: Path, level: str,
               limits: sandbox.Limits, hide: list[str], keep_work: bool = False) -> Result:
     """Grade one submission (both phases); never raises."""
     result = Result(submission.student, submission.assignment, "invalid", submission.problem)
-    if course is None:
+    if prepared is None:
         return result
-    zero = score_cells(course.references, course.points, None)
+    zero = score_cells(prepared.references, prepared.points, None)
     result.cells = zero
     if submission.notebook is None:
         return result
     try:
-        notebook = restore(read_submission(submission.notebook), course.source)
+        notebook = prepared.notebook_to_grade(submission.notebook)
     except ValueError as error:             # not a notebook
         result.status, result.reason = "invalid", str(error)
+        return result
+    except Exception as error:              # a notebook that nbgrader's steps cannot put right
+        result.status, result.reason = "invalid", f"the notebook's cells could not be restored: {error}"[:300]
         return result
     job = work / "jobs" / f"{index:05d}"
     try:
         box = job / "box"
         for folder in ("home", "tmp", "records", "inputs"):
             (box / folder).mkdir(parents=True)
-        nbformat.write(notebook, box / course.assignment.notebook_name)
-        save_bundle(box / "inputs" / course.assignment.name, *course.references.inputs_only())
-        run = sandbox.Job(box, course.bundle, sandbox.uid_for(index), hide)
+        nbformat.write(notebook, box / prepared.assignment.notebook_name)
+        save_bundle(box / "inputs" / prepared.assignment.name, *prepared.references.inputs_only())
+        run = sandbox.Job(box, prepared.bundle, sandbox.uid_for(index), hide)
         sandbox.prepare_box_permissions(run)
-        argv = ["-m", "flowlab.grading.execute", course.assignment.notebook_name, "--status", "status.json",
+        argv = ["-m", "flowlab.runtime.execute", prepared.assignment.notebook_name, "--status", "status.json",
                 "--cell-timeout", str(limits.cell_timeout), "--notebook-timeout", str(limits.notebook_timeout)]
         argv += ["--keep-outputs", "executed.ipynb"] if keep_work else []
         outcome = sandbox.run(run, level, argv, limits, job / "log.txt",
                               timeout=limits.notebook_timeout + sandbox.GRACE_SECONDS)
         result.status, result.reason = _outcome(outcome, _read_status(box), limits)
-        result.cells = score_cells(course.references, course.points, box / "records")
+        result.cells = score_cells(prepared.references, prepared.points, box / "records")
         result.reason = result.reason or _summary(result.cells)
         result.seconds = outcome.seconds
     except Exception as error:              # the grader's own failure: report it, keep going
@@ -164,17 +175,18 @@ def write_csv(path: Path, results: list[Result]) -> None:
     path.write_text(buffer.getvalue())
 
 
-def prepare_courses(work: Path, only: str | None) -> dict[str, Course]:
-    """Load every assignment (or ``only``) and build its sandbox bundle: the release library
-    stubbed from that assignment on, and its data."""
-    courses = {}
-    for assignment in assignments():
-        if only and assignment.name != only:
-            continue
-        course = Course.load(assignment)
-        course.bundle = student_bundle(assignment, work / "bundles" / assignment.name)
-        courses[assignment.name] = course
-    return courses
+def prepare_assignments(work: Path, only: str | None) -> dict[str, PreparedAssignment]:
+    """Load every assignment (or ``only``), write their gradebook (``nbgrader generate_assignment``)
+    and build each one's sandbox bundle: the release library stubbed from it on, and its data."""
+    selected = [assignment for assignment in assignments() if not only or assignment.name == only]
+    gradebook = build_gradebook(selected, work / "nbgrader") if selected else ""
+    found = {}
+    for assignment in selected:
+        prepared = PreparedAssignment.load(assignment)
+        prepared.gradebook = gradebook
+        prepared.bundle = student_bundle(assignment, work / "bundles" / assignment.name)
+        found[assignment.name] = prepared
+    return found
 
 
 def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
@@ -187,20 +199,20 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
     work = Path(tempfile.mkdtemp(prefix="flowlab-grade-"))
     os.chmod(work, 0o711)
     try:
-        courses = prepare_courses(work, only)
-        found = discover(Path(submissions), list(courses), only)
+        by_name = prepare_assignments(work, only)
+        found = discover(Path(submissions), list(by_name), only)
         isolation = sandbox.Isolation(level, "chosen by the caller") if level else sandbox.probe_isolation(work, limits)
         level = isolation.level
         hidden = sorted(set(sandbox.default_hide() + [str(Path(submissions).resolve()), str(out)] + (hide or [])))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(lambda item: grade_one(item[0], item[1], courses.get(item[1].assignment), work,
+            results = list(pool.map(lambda item: grade_one(item[0], item[1], by_name.get(item[1].assignment), work,
                                                            level, limits, hidden, keep_work), enumerate(found)))
         write_csv(out / "grades.csv", results)
         for result in results:
             feedback.write(out / "feedback", result.student, result.assignment, result.status, result.reason,
                            result.cells)
-        layouts = {name: (course.assignment.notebook_name.removesuffix(".ipynb"), course.points)
-                   for name, course in courses.items()}
+        layouts = {name: (prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points)
+                   for name, prepared in by_name.items()}
         write_scores(out / "gradebook.db", layouts, [
             GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
                              {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])

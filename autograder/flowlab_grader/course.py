@@ -1,6 +1,7 @@
 """Where the course lives: the nbgrader course folder, its assignments and their files.
 
     autograder/                           the nbgrader course (instructor only, never released)
+      flowlab_grader/                     this package: the grader
       nbgrader_config.py
       source/NN_name/NN_name.ipynb        instructor notebooks: solutions + hidden tests
       cases/NN_name.py                    hidden and public test cases, graded functions
@@ -10,7 +11,8 @@
 
 An assignment is named ``NN_name`` (``01_flow_matching``): its number ``NN`` orders the course, and
 ``--through NN`` in ``flowlab release`` refers to it. The notebook inside has the same name.
-Set ``FLOWLAB_COURSE`` to use an autograder folder elsewhere (the repository's by default).
+The grader lives inside the course it grades, so the course folder is the one that holds this
+package (``autograder/``) unless ``FLOWLAB_COURSE`` names another; the repository is its parent.
 """
 from __future__ import annotations
 
@@ -19,19 +21,31 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import flowlab
+
 ASSIGNMENT_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+$")
-REPOSITORY = Path(__file__).resolve().parents[2]
+GRADER_COURSE = Path(__file__).resolve().parents[1]
 
 
 def course_dir() -> Path:
-    """The nbgrader course folder: ``$FLOWLAB_COURSE`` or the repository's ``autograder/``."""
+    """The nbgrader course folder: ``$FLOWLAB_COURSE`` or the ``autograder/`` that holds this package."""
     override = os.environ.get("FLOWLAB_COURSE")
-    return Path(override).resolve() if override else REPOSITORY / "autograder"
+    return Path(override).resolve() if override else GRADER_COURSE
 
 
 def repository_dir() -> Path:
     """The folder that holds ``autograder/``, ``data/``, ``notebooks/`` and ``flowlab/``."""
     return course_dir().parent
+
+
+def library_dir() -> Path:
+    """The instructor's ``flowlab`` package folder (the one that the release copies and stubs)."""
+    return Path(flowlab.__file__).resolve().parent
+
+
+def library_file(module: str) -> Path:
+    """The source file of a library module: ``"flowlab.paths" -> .../flowlab/paths.py``."""
+    return library_dir().joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def public_dir() -> Path:

@@ -1,8 +1,8 @@
 """The first process of a sandboxed grading job: hide, limit, drop privileges, exec.
 
-    python -m flowlab.grading.jail SPEC.json
+    python -m flowlab_grader.jail SPEC.json
 
-``SPEC.json`` (written by the host, see ``flowlab.grading.sandbox``) says what to do:
+``SPEC.json`` (written by the host, see ``flowlab_grader.sandbox``) says what to do:
 
     {"mounts": bool,                 inside fresh mount/pid/net namespaces (``unshare``), as root
      "hide": [path, ...],            cover each with an empty read-only tmpfs (or a private /tmp)

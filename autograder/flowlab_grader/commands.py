@@ -1,0 +1,112 @@
+"""The instructor subcommands of ``flowlab``: ``references``, ``release``, ``grade``, ``rehearse``.
+
+``flowlab.cli`` finds them through the ``flowlab.commands`` entry-point group (declared in
+``autograder/pyproject.toml``): ``cli_commands()`` returns their specs, so a student's ``flowlab``,
+without this package, simply has no such commands. Each ``run_*`` takes the parsed
+``argparse.Namespace``, prints a short report and returns the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from flowlab.cli import Command, argument, positive_int
+
+
+def run_references(args: argparse.Namespace) -> int:
+    from flowlab_grader.course import assignments, find_assignment
+    from flowlab_grader.references import write_references
+
+    selected = [find_assignment(args.assignment)] if args.assignment else assignments()
+    for path in write_references(selected):
+        print(f"wrote {path} and {path.with_suffix('.json').name}")
+    return 0
+
+
+def run_release(args: argparse.Namespace) -> int:
+    from flowlab_grader.course import find_assignment
+    from flowlab_grader.release import build_release, update_notebooks
+
+    if args.notebooks:
+        only = [find_assignment(args.assignment)] if args.assignment else None
+        for path in update_notebooks(only):
+            print(f"wrote {path}")
+    if args.out:
+        manifest = build_release(Path(args.out), None if args.through is None else int(args.through))
+        print(f"student release through notebook {manifest['through']} in {args.out}: "
+              f"{len(manifest['notebooks'])} notebooks; stubbed: {', '.join(manifest['stubbed']) or 'nothing'}; "
+              f"no leaks found")
+    if not args.notebooks and not args.out:
+        raise ValueError("give --out DIR (the student bundle) and/or --notebooks (update notebooks/)")
+    return 0
+
+
+def run_grade(args: argparse.Namespace) -> int:
+    from flowlab_grader.grade import grade
+    from flowlab_grader.sandbox import Limits
+
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                    memory=int(args.memory_gib * 2**30))
+    start = time.perf_counter()
+    results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits, only=args.assignment,
+                    keep_work=args.keep_work, level=args.isolation, hide=args.hide)
+    statuses = Counter(result.status for result in results)
+    setting = json.loads((Path(args.out) / "grading.json").read_text())
+    print(f"sandbox: {setting['isolation']}" + (f" ({setting['why']})" if setting["why"] else "")
+          + ("; WARNING: without root the notebooks run as you and can read what you can"
+             if setting["isolation"] == "limits" else ""))
+    print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs: "
+          + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
+    print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
+    return 0
+
+
+def run_rehearse(args: argparse.Namespace) -> int:
+    from flowlab_grader.course import assignments, find_assignment
+    from flowlab_grader.rehearse import main_rows, table
+
+    selected = [find_assignment(args.assignment)] if args.assignment else assignments()
+    modes = [True] if args.grading else [False] if args.full else [False, True]
+    rows = main_rows(selected, modes, Path(args.keep) if args.keep else None)
+    print(table(rows))
+    failed = [row for row in rows if not row.ok or row.seconds > row.limit]
+    return 1 if failed else 0
+
+
+def cli_commands() -> list[Command]:
+    """The specs of the instructor subcommands (the entry point that ``flowlab.cli`` loads)."""
+    return [
+        Command(("references",), "regenerate the hidden and public references of the notebooks' tests", (
+            argument("--assignment", metavar="NN", help="only this assignment (a name or a number; default: all)"),
+        ), run_references),
+        Command(("release",), "build the student bundle, or update the student notebooks in notebooks/", (
+            argument("--out", metavar="DIR", help="write the student bundle to this new folder"),
+            argument("--through", metavar="NN", help="release notebooks up to NN; functions graded in NN and "
+                                                     "later are stubbed (default: the last notebook)"),
+            argument("--notebooks", action="store_true", help="regenerate notebooks/ from autograder/source"),
+            argument("--assignment", metavar="NN", help="with --notebooks: only this assignment (default: all)"),
+        ), run_release),
+        Command(("grade",), "grade a folder of submissions: grades.csv, feedback, nbgrader gradebook", (
+            argument("submissions", metavar="SUBMISSIONS", help="nbgrader's submitted/ layout, or one zip per student"),
+            argument("--out", required=True, metavar="RESULTS", help="results folder"),
+            argument("--jobs", type=positive_int, default=2, help="submissions graded at once (default: %(default)s)"),
+            argument("--assignment", metavar="NN_name", help="grade only this assignment (every student gets a row)"),
+            argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default: %(default)s)"),
+            argument("--notebook-timeout", type=float, default=300.0,
+                     help="seconds per notebook (default: %(default)s)"),
+            argument("--memory-gib", type=float, default=6.0, help="address space per process (default: %(default)s)"),
+            argument("--isolation", choices=("namespaces", "user", "limits"),
+                     help="force a sandbox level (default: the strongest that works here)"),
+            argument("--hide", action="append", metavar="PATH", help="another folder the notebooks must not see"),
+            argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
+        ), run_grade),
+        Command(("rehearse",), "run the solution notebooks top to bottom against the student release; time table", (
+            argument("--assignment", metavar="NN", help="only this assignment (default: all)"),
+            argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),
+            argument("--full", action="store_true", help="only the full run (every exploration cell)"),
+            argument("--keep", metavar="DIR", help="keep the executed notebooks (with outputs) here"),
+        ), run_rehearse),
+    ]
