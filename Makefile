@@ -2,12 +2,13 @@
 #   make demo   -> creates .venv, installs flowlab, renders the lecture figures to demo-out/
 #   make test   -> creates .venv, installs flowlab with test extras, runs the test suite
 #   make lab    -> (students) creates .venv if needed, opens JupyterLab on the course notebooks
+#   make lab-instructor -> JupyterLab with nbgrader's instructor panels, on autograder/
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lab env clean
+.PHONY: demo test bench lab lab-instructor env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +27,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lab: $(STAMP)
+	# Students: nbgrader's Validate button, without its instructor panels (flowlab/lab.py says how).
+	$(BIN)/python -m flowlab.lab notebooks/
+
+lab-instructor: $(STAMP)
+	# Instructors: every nbgrader panel (Formgrader, Create Assignment), in the course folder autograder/.
 	# JupyterLab refuses to start as root (e.g. in a container) unless told to.
-	$(BIN)/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
+	cd autograder && ../$(BIN)/jupyter lab $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 bench: $(STAMP)
 	$(BIN)/flowlab bench samplers
