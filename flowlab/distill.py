@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from flowlab import schedules
-from flowlab.validate import require_batch, require_positive_int, require_same_shape
+from flowlab.validate import require_batch, require_positive_int, require_same_shape, require_tensor
 from flowlab.solvers import integrate
 from flowlab.train import Batch, TrainResult, train
 
@@ -67,9 +67,10 @@ def sample_pairs(pairs: tuple[torch.Tensor, torch.Tensor],
     z, x1 = pairs
     require_batch("z", z)
     require_same_shape(z=z, x1=x1)
-    if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != (z.shape[0],)):
-        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"labels must be a tensor of shape (N,) = ({z.shape[0]},), one a pair, got {got}")
+    if labels is not None:
+        require_tensor("labels", labels)
+        if labels.shape != (z.shape[0],):
+            raise ValueError(f"labels must have shape (N,) = ({z.shape[0]},), one a pair, got {tuple(labels.shape)}")
 
     def draw(n: int, generator: torch.Generator) -> Batch:
         index = torch.randint(0, z.shape[0], (n,), generator=generator).to(z.device)

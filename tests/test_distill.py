@@ -61,8 +61,10 @@ def test_sample_pairs_keeps_each_label_with_its_pair():
     batch = sample_pairs((z, 10 * z), labels=labels)(32, generator())
     torch.testing.assert_close(batch.y, (batch.x0[:, 0] / 2).long() % 3)
     torch.testing.assert_close(batch.x1, 10 * batch.x0)
-    with pytest.raises(ValueError, match="labels must be a tensor of shape"):
+    with pytest.raises(ValueError, match="labels must have shape"):
         sample_pairs((z, z), labels=labels[:9])
+    with pytest.raises(TypeError, match="labels"):
+        sample_pairs((z, z), labels=list(range(10)))
 
 
 def test_one_step_sample_is_one_euler_step(device):
