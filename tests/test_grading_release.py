@@ -9,9 +9,9 @@ import nbformat
 import pytest
 
 from flowlab import cli
+from flowlab_grader.cases import graded_functions, load_cases
 from flowlab_grader.course import assignments, library_dir
 from flowlab_grader.leaks import check_leaks
-from flowlab_grader.cases import graded_functions, load_cases
 from flowlab_grader.release import build_library, build_release, student_bundle
 
 

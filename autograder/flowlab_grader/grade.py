@@ -33,11 +33,11 @@ from pathlib import Path
 
 import nbformat
 
-from flowlab_grader import feedback, sandbox
 from flowlab.runtime.codec import save_bundle
+from flowlab.runtime.reference_set import ReferenceSet
+from flowlab_grader import feedback, sandbox
 from flowlab_grader.course import Assignment, assignments
 from flowlab_grader.gradebook import GradedSubmission, write_scores
-from flowlab.runtime.reference_set import ReferenceSet
 from flowlab_grader.overwrite import grade_id, notebook_to_grade, read_submission
 from flowlab_grader.release import build_gradebook, student_bundle
 from flowlab_grader.scoring import CellScore, score_cells

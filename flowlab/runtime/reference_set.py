@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from flowlab.runtime.compare import Check, from_json
 from flowlab.runtime.codec import decode_inputs, load_bundle
+from flowlab.runtime.compare import Check, from_json
 
 
 @dataclass
