@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -356,6 +357,12 @@ def test_overwrite_puts_deleted_cells_back_after_their_predecessor(small_course,
     assert len(sources) == len(expected)
     for source, text in zip(sources, expected):
         assert text in source, f"{text!r} expected, got {source!r}"
+
+
+def test_the_gradebook_holds_solutions_and_stays_private(small_course):
+    url, _ = small_course
+    folder = Path(url.removeprefix("sqlite:///")).parent
+    assert folder.stat().st_mode & 0o077 == 0, "no other user (a sandboxed notebook) may enter"
 
 
 def test_overwrite_ignores_forged_metadata(small_course):

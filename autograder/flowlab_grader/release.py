@@ -113,7 +113,10 @@ def generate_student_notebooks(selected: list[Assignment], destination: Path,
 
 def build_gradebook(selected: list[Assignment], folder: Path) -> str:
     """The gradebook of ``selected`` assignments, as ``generate_assignment`` writes it, in
-    ``folder/gradebook.db`` (the student notebooks beside it in ``folder/release``); its URL."""
+    ``folder/gradebook.db`` (the student notebooks beside it in ``folder/release``); its URL.
+    The gradebook holds the solution cells' source, so ``folder`` is the owner's alone (0700)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     generate_student_notebooks(selected, folder / "release", gradebook=folder / "gradebook.db")
     return database_url(folder / "gradebook.db")
 
