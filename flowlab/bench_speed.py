@@ -6,11 +6,12 @@ torchdiffeq's ``odeint`` on the same fixed grid, and of a bare hand-written loop
 
 Two networks with random weights (timing does not depend on training): the 2D MLP of the ``moons``
 checkpoint at batch 100,000 and the MNIST UNet of the ``mnist_cfg`` checkpoint at batch 1,000.
-The bare loop is what one would write by hand, ``x = x + h * model(x, t)`` with a float ``t``
-(and the same Heun / Adams formulas), with no checks at all: ``integrate``'s column over it
-(``vs bare``) is the cost of checking the inputs once, recording nothing and checking the end
-point once; the goal is within 5% (``vs bare`` <= 1.05). torchdiffeq has no PEC Adams on a fixed
-grid, so its Adams cell is empty.
+The bare loop is a plain ``for`` loop over the grid that calls the same step functions (and the
+same Adams formulas) with the network wrapped once in a ``LoopVelocity`` that checks nothing:
+no input checks, no path, no final NaN check. ``integrate``'s time over it (``vs bare``) is the
+price of its checks and bookkeeping; the goal is within 5% (``vs bare`` <= 1.05). torchdiffeq has
+no PEC Adams on a fixed grid, so its Adams cell is empty; it calls the network with a 0-d tensor
+time, which the network checks (``time_batch``), as it would for any caller.
 
 Each cell is the best of ``repeats`` timed runs (after one warm-up run), under
 ``torch.inference_mode``, in float32; on CUDA the clock is read after ``torch.cuda.synchronize``.
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
-from flowlab import models, schedules, steps
+from flowlab import models, schedules
 from flowlab.multistep import adams_bashforth2, adams_moulton3
+from flowlab.sampling import LoopVelocity
 from flowlab.solvers import NFE_PER_STEP, CountingVelocity, integrate
+from flowlab.steps import STEPS
 
 METHODS = ("euler", "heun", "adams")
 TORCHDIFFEQ_METHOD = {"euler": "euler", "heun": "heun2"}      # the same fixed-grid updates
@@ -55,17 +58,17 @@ def workloads(device: torch.device, mlp_batch: int, unet_batch: int, steps_: int
 
 
 def bare_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-    """The loop without any check: float times straight from the grid into the network."""
-    times = ts.tolist()
+    """The loop without any check: the grid's float times and an unchecked ``LoopVelocity``."""
+    times, velocity = ts.tolist(), LoopVelocity(velocity)
     if method == "adams":
         return _bare_adams(velocity, x, times)
-    kernel = steps.KERNELS[method]
+    step = STEPS[method]
     for t, t_next in zip(times[:-1], times[1:]):
-        x = kernel(velocity, x, t, t_next)
+        x = step(velocity, x, t, t_next)
     return x
 
 
-def _bare_adams(velocity: Callable, x: torch.Tensor, times: list[float]) -> torch.Tensor:
+def _bare_adams(velocity: LoopVelocity, x: torch.Tensor, times: list[float]) -> torch.Tensor:
     v, v_prev, k = velocity(x, times[0]), None, None
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         h = t_next - t

@@ -50,7 +50,7 @@ def sample_adams(velocity, x: torch.Tensor, ts, *, generator=None, noise=None, r
     run = start("adams", velocity, x, ts, generator=generator, noise=noise, return_path=return_path,
                 callback=callback)
     times, last = run.times, len(run.times) - 2
-    evaluate = run.evaluate(0)
+    evaluate = run.velocity_of(0)
     v, v_prev, k = evaluate(x, times[0]), None, None
     for i, t, t_next in run.steps:
         h = t_next - t
@@ -61,6 +61,6 @@ def sample_adams(velocity, x: torch.Tensor, ts, *, generator=None, noise=None, r
             v_next = evaluate(x_pred, t_next)
             x = adams_moulton3(x, h, k, v_next, v, v_prev)
             v_prev, v, k = v, v_next, h
-        evaluate = run.evaluate(i + 1)
+        evaluate = run.velocity_of(i + 1)
         run.record(i, t, t_next, x)
     return run.finish(x)

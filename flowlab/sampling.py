@@ -14,11 +14,16 @@ called the same way::
 * ``return_path``: also return the states at every grid time, ``(len(ts), B, ...)``.
 * ``callback(i, t, t_next, x_next)``: called after step ``i`` (floats ``t -> t_next``).
 
-``start`` checks all of that once and returns a ``Run``; the loop then calls the velocity with
-times that ``flowlab.validate.time_batch`` trusts, checks the velocity's output shape on the
-first step only, and ``Run.finish`` checks for NaN/infinity once, after the last step. So the
-loop itself, as in k-diffusion or EDM, never waits for the device (no ``.item()``, no
-``bool(tensor)``), and a GPU can queue the steps' kernels back to back.
+``start`` checks all of that once and returns a ``Run``. Its loop hands the step functions a
+``LoopVelocity``: the velocity at a float time, called with times that
+``flowlab.validate.time_batch`` trusts, whose output shape is checked on the first step only. A
+public step function (``euler_step``, ``euler_maruyama_step``, ...) checks its arguments at every
+call, except when it is given a ``LoopVelocity``, whose sampler has checked them once already.
+(The loops call the public step functions rather than private copies of their formulas: each
+formula exists once, in the function a notebook asks students to write, which the student release
+stubs.) ``Run.finish`` checks for NaN/infinity once, after the last step. So the loop, as in
+k-diffusion or EDM, never waits for the device (no ``.item()``, no ``bool(tensor)``), and a GPU
+can queue the steps' kernels back to back.
 """
 from __future__ import annotations
 
@@ -28,19 +33,42 @@ from dataclasses import dataclass
 import torch
 
 from flowlab.validate import (grid_time, increasing_grid, require_batch, require_finite_result,
-                              require_velocity_output, sampler_noise, time_grid)
+                              require_velocity_output, sampler_noise, time_batch, time_grid)
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Evaluate = Callable[[torch.Tensor, float], torch.Tensor]       # evaluate(x, t) with a float time
 Callback = Callable[[int, float, float, torch.Tensor], None]    # callback(i, t, t_next, x_next)
+
+
+class LoopVelocity:
+    """The velocity as a sampler's loop calls it: ``v(x, t)`` with a float ``t`` from a checked grid.
+
+    ``velocity(x, grid_time(t, x))`` (a ``(B,)`` time that ``time_batch`` does not re-check); with
+    ``check_shape`` the output must be shaped like ``x`` (a sampler's first step).
+    """
+
+    def __init__(self, velocity: Velocity, check_shape: bool = False):
+        self.velocity, self.check_shape = velocity, check_shape
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        v = self.velocity(x, grid_time(t, x))
+        return require_velocity_output(v, x) if self.check_shape else v
+
+
+def velocity_at(velocity, x: torch.Tensor, t: float) -> torch.Tensor:
+    """``v(x, t)`` for a step function with a float ``t``: a ``LoopVelocity`` is called as it is;
+    any other velocity gets ``t`` checked (in [0, 1]) and broadcast to ``(B,)``, and its output's
+    shape checked."""
+    if isinstance(velocity, LoopVelocity):
+        return velocity(x, t)
+    return require_velocity_output(velocity(x, time_batch(t, x)), x)
 
 
 @dataclass
 class Run:
     """One sampler call whose inputs were checked by ``start``.
 
-    ``times``: the grid as floats; ``steps``: ``(i, t, t_next)`` for each step; ``evaluate(i)``:
-    the velocity at a float time for step ``i`` (the first step's checks the output shape).
+    ``times``: the grid as floats; ``steps``: ``(i, t, t_next)`` for each step; ``velocity_of(i)``:
+    the ``LoopVelocity`` of step ``i``.
     """
     name: str
     times: list[float]
@@ -54,11 +82,12 @@ class Run:
     def steps(self):
         return [(i, t, t_next) for i, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:]))]
 
-    def evaluate(self, i: int) -> Evaluate:
-        velocity = self.velocity
-        if i == 0:
-            return lambda x, t: require_velocity_output(velocity(x, grid_time(t, x)), x)
-        return lambda x, t: velocity(x, grid_time(t, x))
+    def __post_init__(self):
+        self._first, self._later = LoopVelocity(self.velocity, check_shape=True), LoopVelocity(self.velocity)
+
+    def velocity_of(self, i: int) -> LoopVelocity:
+        """The velocity for step ``i``: the first step's checks the output shape, later ones do not."""
+        return self._first if i == 0 else self._later
 
     def noise_of(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """The standard normal noise of step ``i``, shaped like ``x``.

@@ -23,7 +23,7 @@ from a generator is drawn on the CPU and then moved to ``x.device``, so the same
 same samples on CPU and GPU (up to float round-off).
 
 The public one-step functions (``euler_maruyama_step``, ``churn_step``) check their arguments at
-every call; the samplers check theirs once and loop over the bare kernels (``_em``, ``_churn``).
+every call; the samplers check theirs once, before their loops (see ``flowlab.sampling``).
 """
 from __future__ import annotations
 
@@ -31,10 +31,9 @@ import math
 
 import torch
 
-from flowlab import steps
-from flowlab.sampling import Evaluate, Velocity, start
-from flowlab.validate import (require_choice, require_interval, require_nonnegative, require_same_shape,
-                              time_batch)
+from flowlab.sampling import LoopVelocity, Velocity, start, velocity_at
+from flowlab.steps import STEPS
+from flowlab.validate import require_choice, require_interval, require_nonnegative, require_same_shape
 
 FORWARD_ONLY = "stochastic samplers do not run backwards"
 
@@ -52,17 +51,6 @@ def sde_drift(v: torch.Tensor, x: torch.Tensor, t: float, eta: float) -> torch.T
     return v + eta * (v - x / t)
 
 
-def _em(evaluate: Evaluate, x: torch.Tensor, t: float, t_next: float, eta: float,
-        noise: torch.Tensor | None) -> torch.Tensor:
-    """The Euler-Maruyama update of ``euler_maruyama_step``, unchecked (``noise`` unused if t = 0 or eta = 0)."""
-    h = t_next - t
-    v = evaluate(x, t)
-    if t == 0 or eta == 0:
-        return x + h * v
-    g = math.sqrt(eta * 2 * (1 - t) / t)
-    return x + h * sde_drift(v, x, t, eta) + g * math.sqrt(h) * noise.to(x)
-
-
 def euler_maruyama_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float,
                         eta: float, noise: torch.Tensor) -> torch.Tensor:
     """One Euler-Maruyama step of ``dx = [v + g^2/2 score] dt + g dW``, ``g^2 = eta 2 (1 - t)/t``:
@@ -77,13 +65,22 @@ def euler_maruyama_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: f
       deterministic**, a plain Euler step ``x + h v``, and ``noise`` is ignored.
     * t -> 1: the drift is used in its cancelled form ``v + eta (v - x/t)`` (no ``1/(1 - t)``)
       and ``g -> 0``, so the last step, which starts at some t < 1, is finite.
+
+    The arguments are checked at each call, except from ``sample_sde``'s loop (a ``LoopVelocity``),
+    which checked them once.
     """
-    eta = require_nonnegative("eta", eta)
-    require_same_shape(x=x, noise=noise)
-    if not t_next > t:
-        raise ValueError(f"euler_maruyama_step needs t_next > t (sampling runs from noise t = 0 to "
-                         f"data t = 1), got t = {t}, t_next = {t_next}")
-    return _em(lambda x, t: velocity(x, time_batch(t, x)), x, t, t_next, eta, noise)
+    if not isinstance(velocity, LoopVelocity):
+        eta = require_nonnegative("eta", eta)
+        require_same_shape(x=x, noise=noise)
+        if not t_next > t:
+            raise ValueError(f"euler_maruyama_step needs t_next > t (sampling runs from noise t = 0 to "
+                             f"data t = 1), got t = {t}, t_next = {t_next}")
+    h = t_next - t
+    v = velocity_at(velocity, x, t)
+    if t == 0 or eta == 0:
+        return x + h * v
+    g = math.sqrt(eta * 2 * (1 - t) / t)
+    return x + h * sde_drift(v, x, t, eta) + g * math.sqrt(h) * noise.to(x)
 
 
 def sample_sde(velocity: Velocity, x: torch.Tensor, ts, *, eta: float = 1.0,
@@ -109,7 +106,7 @@ def sample_sde(velocity: Velocity, x: torch.Tensor, ts, *, eta: float = 1.0,
                 callback=callback, increasing_because=FORWARD_ONLY)
     for i, t, t_next in run.steps:
         step_noise = run.noise_of(i, x) if eta > 0 else None     # drawn at t = 0 too: noise[i] feeds step i
-        x = _em(run.evaluate(i), x, t, t_next, eta, step_noise)
+        x = euler_maruyama_step(run.velocity_of(i), x, t, t_next, eta, step_noise)
         run.record(i, t, t_next, x)
     return run.finish(x)
 
@@ -155,15 +152,15 @@ def sample_churn(velocity: Velocity, x: torch.Tensor, ts, *, gamma: float = 0.1,
 
     For each step ``t -> t_next`` of the increasing grid ``ts``: if ``t_range[0] <= t <= t_range[1]``
     and ``0 < t < 1``, ``(x, t_hat) = churn_step(x, t, gamma, noise[i])`` (no churn at t = 0, which is
-    pure noise already); then one step of ``method`` (a one-step ODE method of ``flowlab.steps``)
-    from ``t_hat`` to ``t_next``.
+    pure noise already); then one step of ``method`` (``flowlab.steps``) from ``t_hat``
+    to ``t_next``.
 
     ``gamma = 0`` gives exactly ``integrate(velocity, x, ts, method)``. ``generator`` / ``noise``
     as in ``sample_sde`` (``noise``: ``(len(ts) - 1, *x.shape)``). The path holds the states at the
     grid times (after each deterministic step), ``(len(ts), B, ...)``. NFE: that of ``method`` per step.
     """
     gamma = require_nonnegative("gamma", gamma)
-    kernel = steps.KERNELS[require_choice("method", method, steps.KERNELS)]
+    step = STEPS[require_choice("method", method, STEPS)]
     low, high = require_interval("t_range", t_range)
     run = start("churn", velocity, x, ts, generator=generator, noise=noise, return_path=return_path,
                 callback=callback, increasing_because=FORWARD_ONLY)
@@ -173,6 +170,6 @@ def sample_churn(velocity: Velocity, x: torch.Tensor, ts, *, gamma: float = 0.1,
             step_noise = run.noise_of(i, x)     # drawn at every step: noise[i] feeds step i, as in sample_sde
             if low <= t <= high and 0 < t < 1:
                 x, t_start = _churn(x, t, gamma, step_noise)
-        x = kernel(run.evaluate(i), x, t_start, t_next)
+        x = step(run.velocity_of(i), x, t_start, t_next)
         run.record(i, t, t_next, x)
     return run.finish(x)

@@ -6,12 +6,12 @@ Every sampler has the signature of ``flowlab.sampling``::
             **method_options)  ->  x_end  or  (x_end, path)
 
 ========  ============================================================  ==========  =====
-name      what                                                          NFE / step  order
+name      update                                                        NFE / step  order
 ========  ============================================================  ==========  =====
-euler     one-step ODE method (``flowlab.steps``)                       1           1
-midpoint  one-step ODE method                                           2           2
-heun      one-step ODE method                                           2           2
-rk4       one-step ODE method                                           4           4
+euler     x + h v(x, t)                                                 1           1
+midpoint  x + h v(x + h/2 v(x, t), t + h/2)                             2           2
+heun      x + h/2 [v(x, t) + v(x + h v(x, t), t + h)]                   2           2
+rk4       classical Runge-Kutta, weights 1/6, 2/6, 2/6, 1/6             4           4
 adams     AB2 predictor, AM3 corrector, evaluations reused               1           3
           (``flowlab.multistep``)
 sde       Euler-Maruyama on the marginal-preserving SDE, ``eta=``       1           1
@@ -19,9 +19,9 @@ sde       Euler-Maruyama on the marginal-preserving SDE, ``eta=``       1       
 churn     EDM's churn then a step of ``method=`` (heun), ``gamma=``     2 (heun)    -
 ========  ============================================================  ==========  =====
 
-The one-step ODE methods share one loop (``one_step_sampler``) over their step kernels. The
-deterministic ones (``METHODS``) also run backwards, on a decreasing grid (inversion).
-The student-facing steps ``euler_step``, ``heun_step``, ... are re-exported from ``flowlab.steps``.
+The one-step ODE methods (``flowlab.steps``, re-exported here: ``euler_step``, ``heun_step``, ...)
+share one loop, ``one_step_sampler``. The deterministic samplers (``METHODS``) also run backwards,
+on a decreasing grid (inversion).
 """
 from __future__ import annotations
 
@@ -30,30 +30,29 @@ from dataclasses import dataclass
 
 import torch
 
-from flowlab import steps
 from flowlab.multistep import sample_adams
 from flowlab.sampling import Velocity, start
 from flowlab.sde import sample_churn, sample_sde
-from flowlab.steps import STEPS, euler_step, heun_step, midpoint_step, rk4_step  # noqa: F401 (public)
+from flowlab.steps import STEP_NFE, STEPS, euler_step, heun_step, midpoint_step, rk4_step  # noqa: F401 (public)
 from flowlab.validate import require_choice
 
 
 def one_step_sampler(name: str) -> Callable:
     """The sampler that takes one step of the ODE method ``name`` per grid interval, either direction."""
-    kernel = steps.KERNELS[name]
+    step = STEPS[name]
 
     def sample(velocity: Velocity, x: torch.Tensor, ts, *, generator=None, noise=None,
                return_path: bool = False, callback=None):
         run = start(name, velocity, x, ts, generator=generator, noise=noise, return_path=return_path,
                     callback=callback)
         for i, t, t_next in run.steps:
-            x = kernel(run.evaluate(i), x, t, t_next)
+            x = step(run.velocity_of(i), x, t, t_next)
             run.record(i, t, t_next, x)
         return run.finish(x)
 
     sample.__name__ = sample.__qualname__ = f"sample_{name}"
     sample.__doc__ = (f"Integrate ``dx/dt = velocity(x, t)`` over ``ts`` with one {name} step per interval "
-                      f"({steps.NFE_PER_STEP[name]} NFE each); deterministic, so ``generator`` and ``noise`` "
+                      f"({STEP_NFE[name]} NFE each); deterministic, so ``generator`` and ``noise`` "
                       f"are not used. Returns ``x_end`` or ``(x_end, path)``.")
     return sample
 
@@ -68,10 +67,10 @@ class Sampler:
 
 
 SAMPLERS: dict[str, Sampler] = {
-    **{name: Sampler(one_step_sampler(name), nfe, True) for name, nfe in steps.NFE_PER_STEP.items()},
+    **{name: Sampler(one_step_sampler(name), nfe, True) for name, nfe in STEP_NFE.items()},
     "adams": Sampler(sample_adams, 1, True),
     "sde": Sampler(sample_sde, 1, False),
-    "churn": Sampler(sample_churn, steps.NFE_PER_STEP["heun"], False),   # with its default method, heun
+    "churn": Sampler(sample_churn, STEP_NFE["heun"], False),   # with its default method, heun
 }
 METHODS = tuple(name for name, sampler in SAMPLERS.items() if sampler.deterministic)
 NFE_PER_STEP = {name: sampler.nfe_per_step for name, sampler in SAMPLERS.items()}
