@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -46,22 +47,32 @@ def run_release(args: argparse.Namespace) -> int:
 
 def run_grade(args: argparse.Namespace) -> int:
     from flowlab_grader.grade import grade
-    from flowlab_grader.sandbox import Limits
+    from flowlab_grader.sandbox import Limits, SandboxUnavailable
 
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                     memory=int(args.memory_gib * 2**30))
     start = time.perf_counter()
-    results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits, only=args.assignment,
-                    keep_work=args.keep_work, level=args.isolation, hide=args.hide)
+    try:
+        results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits, only=args.assignment,
+                        keep_work=args.keep_work, allow_unisolated=args.allow_unisolated)
+    except SandboxUnavailable as error:
+        print(f"flowlab grade: {error}", file=sys.stderr)
+        return 2
     statuses = Counter(result.status for result in results)
-    setting = json.loads((Path(args.out) / "grading.json").read_text())
-    print(f"sandbox: {setting['isolation']}" + (f" ({setting['why']})" if setting["why"] else "")
-          + ("; WARNING: without root the notebooks run as you and can read what you can"
-             if setting["isolation"] == "limits" else ""))
+    print(isolation_lines(json.loads((Path(args.out) / "grading.json").read_text())["isolation"]))
     print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs: "
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
     return 0
+
+
+def isolation_lines(report: dict) -> str:
+    """The sandbox report of ``grading.json`` on the terminal: what held, and a warning if little did."""
+    lines = [f"sandbox: {report['level']}; filesystem: {report['filesystem']}; user: {report['user']}; "
+             f"network: {report['network']}; memory: {report['memory']}"]
+    if report["level"] != "bwrap":
+        lines.append(f"WARNING: graded without filesystem isolation ({report['why']})")
+    return "\n".join(lines)
 
 
 def run_rehearse(args: argparse.Namespace) -> int:
@@ -97,10 +108,11 @@ def cli_commands() -> list[Command]:
             argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default: %(default)s)"),
             argument("--notebook-timeout", type=float, default=300.0,
                      help="seconds per notebook (default: %(default)s)"),
-            argument("--memory-gib", type=float, default=6.0, help="address space per process (default: %(default)s)"),
-            argument("--isolation", choices=("namespaces", "user", "limits"),
-                     help="force a sandbox level (default: the strongest that works here)"),
-            argument("--hide", action="append", metavar="PATH", help="another folder the notebooks must not see"),
+            argument("--memory-gib", type=float, default=6.0,
+                     help="data segment per process, RLIMIT_DATA (default: %(default)s)"),
+            argument("--allow-unisolated", action="store_true",
+                     help="grade even where bubblewrap cannot isolate the file system (notebooks then read "
+                          "whatever their user can read)"),
             argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
         ), run_grade),
         Command(("rehearse",), "run the solution notebooks top to bottom against the student release; time table", (

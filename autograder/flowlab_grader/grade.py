@@ -122,7 +122,7 @@ def _summary(cells: list[CellScore]) -> str:
 
 
 def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, work: Path, level: str,
-              limits: sandbox.Limits, hide: list[str], keep_work: bool = False) -> Result:
+              limits: sandbox.Limits, keep_work: bool = False) -> Result:
     """Grade one submission (both phases); never raises."""
     result = Result(submission.student, submission.assignment, "invalid", submission.problem)
     if prepared is None:
@@ -146,7 +146,7 @@ def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, 
             (box / folder).mkdir(parents=True)
         nbformat.write(notebook, box / prepared.assignment.notebook_name)
         save_bundle(box / "inputs" / prepared.assignment.name, *prepared.references.inputs_only())
-        run = sandbox.Job(box, prepared.bundle, sandbox.uid_for(index), hide)
+        run = sandbox.Job(box, prepared.bundle, sandbox.uid_for(index))
         sandbox.prepare_box_permissions(run)
         argv = ["-m", "flowlab.runtime.execute", prepared.assignment.notebook_name, "--status", "status.json",
                 "--cell-timeout", str(limits.cell_timeout), "--notebook-timeout", str(limits.notebook_timeout)]
@@ -190,23 +190,24 @@ def prepare_assignments(work: Path, only: str | None) -> dict[str, PreparedAssig
 
 
 def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
-          only: str | None = None, keep_work: bool = False, level: str | None = None,
-          hide: list[str] | None = None) -> list[Result]:
-    """Grade every submission in ``submissions`` into ``out`` (see the module docstring)."""
+          only: str | None = None, keep_work: bool = False, isolation: sandbox.Isolation | None = None,
+          allow_unisolated: bool = False) -> list[Result]:
+    """Grade every submission in ``submissions`` into ``out`` (see the module docstring). The
+    sandbox is ``isolation`` or the one ``sandbox.probe_isolation`` finds here; without filesystem
+    isolation it raises ``sandbox.SandboxUnavailable`` unless ``allow_unisolated``."""
     limits = limits or sandbox.Limits()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowlab-grade-"))
     os.chmod(work, 0o711)
     try:
+        isolation = isolation or sandbox.probe_isolation(work, limits, allow_unisolated)
+        level = isolation.level
         by_name = prepare_assignments(work, only)
         found = discover(Path(submissions), list(by_name), only)
-        isolation = sandbox.Isolation(level, "chosen by the caller") if level else sandbox.probe_isolation(work, limits)
-        level = isolation.level
-        hidden = sorted(set(sandbox.default_hide() + [str(Path(submissions).resolve()), str(out)] + (hide or [])))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = list(pool.map(lambda item: grade_one(item[0], item[1], by_name.get(item[1].assignment), work,
-                                                           level, limits, hidden, keep_work), enumerate(found)))
+                                                           level, limits, keep_work), enumerate(found)))
         write_csv(out / "grades.csv", results)
         for result in results:
             feedback.write(out / "feedback", result.student, result.assignment, result.status, result.reason,
@@ -216,7 +217,7 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         write_scores(out / "gradebook.db", layouts, [
             GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
                              {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
-        (out / "grading.json").write_text(json.dumps({"isolation": level, "why": isolation.reason, "jobs": jobs,
+        (out / "grading.json").write_text(json.dumps({"isolation": isolation.report(limits), "jobs": jobs,
                                                       "limits": limits.__dict__}, indent=1) + "\n")
         return results
     finally:

@@ -1,20 +1,26 @@
 """Run one submission's notebook in a sandbox, from the host (phase 1 of grading).
 
-Isolation, strongest first; ``probe_isolation`` picks the strongest that works on this machine:
+Two levels; ``probe_isolation`` checks that the first one works here before a batch starts:
 
-    namespaces   root + ``unshare``: new mount, PID and network namespaces (no network at all: the
-                 kernel talks over Unix sockets); the repository, the submissions, the results,
-                 root's home and /tmp are covered by empty file systems, so the notebook sees only
-                 its working copy (at /tmp/submission), the student release of flowlab and its
-                 data (at /tmp/bundle, read-only) and the Python installation; it runs as a user
-                 of its own (one uid per submission), so it cannot touch another job either.
-    user         root without namespaces: the same own user; file permissions protect the rest
-                 (``autograder/`` is 0700), the network stays reachable.
-    limits       neither: resource limits, a fresh HOME and environment only.
+    bwrap        bubblewrap builds the job a file system from an allowlist (``flowlab_grader.allowlist``:
+                 the Python installation, the student bundle read-only at /tmp/bundle, its working
+                 copy at /tmp/submission, a private /tmp, /dev, /proc; nothing else of the host) in
+                 new PID, network (loopback only), IPC and UTS namespaces. As root, every job runs
+                 as a user of its own (one uid per submission); without root, as the caller, in an
+                 unprivileged user namespace.
+    unisolated   only with ``allow_unisolated`` (``flowlab grade --allow-unisolated``), where bwrap
+                 is missing or cannot make namespaces: the notebook sees the host's whole file
+                 system and network; as root it still runs as a user of its own.
 
-Every level sets the resource limits (address space, processes, file size, CPU time, open files,
-no core dumps), a fresh HOME, ``PYTHONNOUSERSITE=1`` and a minimal environment, and the host
-kills the whole job at the notebook's time limit (plus a grace period for kernel start).
+Both levels start the job through the launcher ``flowlab_grader.jail``, which sets the resource
+limits (data segment, processes, file size, CPU time, open files, no core dumps) and becomes the
+job's user before the notebook's Python starts; the environment is built from scratch (a HOME in
+the working copy, ``PYTHONNOUSERSITE=1``), and the host kills the whole job at the notebook's
+time limit (plus a grace period for kernel start).
+
+Memory is limited with ``RLIMIT_DATA`` (what a process has allocated and written to), not
+``RLIMIT_AS``: CUDA reserves far more address space than it uses at start-up, so an address-space
+limit would keep every notebook off the GPU.
 """
 from __future__ import annotations
 
@@ -25,22 +31,31 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from flowlab.runtime import environment
-from flowlab_grader.jail import PRIVATE_TMP
+from flowlab_grader import allowlist, jail
+from flowlab_grader.allowlist import BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX
 
-LEVELS = ("namespaces", "user", "limits")
-BOX_IN_SANDBOX = "/tmp/submission"
-BUNDLE_IN_SANDBOX = "/tmp/bundle"
-UNSHARE = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+LEVELS = ("bwrap", "unisolated")
 GRACE_SECONDS = 60.0
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; "
+                "conda-forge: bubblewrap)")
+USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl kernel.unprivileged_userns_clone=1; "
+               "Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0; everywhere: "
+               "user.max_user_namespaces > 0), or grade as root")
+CONTAINER_HINT = ("in a container, namespaces need e.g. docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined "
+                  "--security-opt apparmor=unconfined; or grade on the host")
+
+
+class SandboxUnavailable(RuntimeError):
+    """No filesystem isolation works here and the caller did not allow grading without it."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-job limits. Times in seconds, sizes in bytes."""
+    """Per-job limits. Times in seconds, sizes in bytes (``memory``: each process's data segment)."""
     cell_timeout: float = 60.0
     notebook_timeout: float = 300.0
     call_timeout: float = environment.DEFAULT_CALL_TIMEOUT
@@ -49,25 +64,46 @@ class Limits:
     file_size: int = 256 * 2**20
     open_files: int = 1024
 
-    def rlimits(self) -> dict[str, int]:
+    def rlimits(self, own_user: bool = True) -> dict[str, int]:
+        """The launcher's ``setrlimit`` calls. ``RLIMIT_NPROC`` counts every process of the user, so
+        it is set only when the job has a user of its own (else it would limit the grader too)."""
         cpu = int(2 * self.notebook_timeout + GRACE_SECONDS)
-        return {"RLIMIT_AS": self.memory, "RLIMIT_NPROC": self.processes, "RLIMIT_FSIZE": self.file_size,
-                "RLIMIT_CPU": cpu, "RLIMIT_NOFILE": self.open_files, "RLIMIT_CORE": 0}
+        limits = {"RLIMIT_DATA": self.memory, "RLIMIT_NPROC": self.processes, "RLIMIT_FSIZE": self.file_size,
+                  "RLIMIT_CPU": cpu, "RLIMIT_NOFILE": self.open_files, "RLIMIT_CORE": 0}
+        if not own_user:
+            del limits["RLIMIT_NPROC"]
+        return limits
 
 
 @dataclass(frozen=True)
 class Isolation:
+    """What held: ``level`` (one of ``LEVELS``) and, when not ``bwrap``, why not."""
     level: str
     reason: str = ""
+
+    def report(self, limits: Limits) -> dict:
+        """What the notebooks could and could not reach, for ``grading.json`` and the terminal."""
+        isolated, root = self.level == "bwrap", os.geteuid() == 0
+        return {
+            "level": self.level,
+            "filesystem": "allowlist (bubblewrap): nothing else of the host" if isolated else
+                          "none: a notebook reads whatever its user can read on this machine",
+            "visible": allowlist.visible(Path("<working copy>"), Path("<student bundle>")) if isolated else ["the whole host"],
+            "user": f"one per submission (uids from {uid_for(0)})" if root else f"the grader's own (uid {os.getuid()})",
+            "network": "off (own network namespace, loopback only)" if isolated else "on (the host's)",
+            "processes": ("own PID namespace; " if isolated else "")
+                         + (f"RLIMIT_NPROC {limits.processes}" if root else "RLIMIT_NPROC not set (shared user)"),
+            "memory": f"RLIMIT_DATA {limits.memory / 2**30:g} GiB per process (not RLIMIT_AS: CUDA can start)",
+            "why": self.reason,
+        }
 
 
 @dataclass
 class Job:
-    """One sandboxed run: the working copy ``box`` (owned by ``uid``), the read-only ``bundle``."""
+    """One sandboxed run: the working copy ``box`` (owned by ``uid`` when root), the read-only ``bundle``."""
     box: Path
     bundle: Path
     uid: int
-    hide: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,21 +111,6 @@ class Outcome:
     returncode: int | None
     timed_out: bool
     seconds: float
-
-
-def _python_install() -> list[str]:
-    """Folders the sandboxed Python needs: the virtual environment and the base installation."""
-    return sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
-
-
-def default_hide() -> list[str]:
-    """What no sandbox should see: the repository (with ``.git``), the course and this grader, the
-    instructor's library, root's home and the temporary folders (replaced by a private /tmp)."""
-    from flowlab_grader.course import course_dir, library_dir, repository_dir
-
-    paths = [repository_dir(), course_dir(), Path(__file__).resolve().parent, library_dir(), Path.home(),
-             *map(Path, PRIVATE_TMP)]
-    return sorted({os.path.realpath(path) for path in paths if path.exists()})
 
 
 def sandbox_environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
@@ -109,32 +130,33 @@ def sandbox_environment(box: str, bundle: str, limits: Limits) -> dict[str, str]
     }
 
 
-def jail_spec(job: Job, level: str, argv_tail: list[str], limits: Limits) -> dict:
-    """The spec that ``flowlab_grader.jail`` carries out for ``job`` at isolation ``level``."""
-    inside = level == "namespaces"
-    rlimits = limits.rlimits()
-    if level == "limits":       # RLIMIT_NPROC counts every process of the user: without a user of
-        del rlimits["RLIMIT_NPROC"]   # its own, it would limit the grader and the other jobs too
-    box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if inside else (str(job.box), str(job.bundle))
-    return {"mounts": inside, "hide": job.hide if inside else [], "keep": _python_install() if inside else [],
-            "binds": [[str(job.box), box, False], [str(job.bundle), bundle, True]] if inside else [],
-            "uid": job.uid if level in ("namespaces", "user") else None, "limits": rlimits,
-            "cwd": box, "env": sandbox_environment(box, bundle, limits), "argv": [sys.executable, *argv_tail]}
-
-
-def command(spec_path: Path, level: str) -> list[str]:
-    jail = [sys.executable, "-m", "flowlab_grader.jail", str(spec_path)]
-    return [*UNSHARE, *jail] if level == "namespaces" else jail
+def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple[list[str], dict[str, str]]:
+    """The command line that runs ``python <argv_tail>`` for ``job`` at ``level``, and the
+    environment to start it with: bwrap with the allowlist, then the launcher, then the notebook's
+    Python; or, unisolated, the launcher alone."""
+    as_root = os.geteuid() == 0
+    own_user = job.uid if as_root else None
+    isolated = level == "bwrap"
+    box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if isolated else (str(job.box), str(job.bundle))
+    notebook_environment = sandbox_environment(box, bundle, limits)
+    spec = {"limits": limits.rlimits(own_user is not None), "uid": own_user, "cwd": box,
+            "argv": [sys.executable, *argv_tail]}
+    launcher = [sys.executable, "-I", "-S", "-c", Path(jail.__file__).read_text(), json.dumps(spec)]
+    if not isolated:
+        return launcher, notebook_environment
+    etc = job.box.parent / "etc"
+    allowlist.write_etc(etc, job.uid if as_root else os.getuid(), job.uid if as_root else os.getgid())
+    program = shutil.which("bwrap") or "bwrap"
+    prefix = allowlist.bwrap_argv(program, job.box, job.bundle, etc, notebook_environment, as_root)
+    return [*prefix, "--", *launcher], {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, timeout: float) -> Outcome:
     """Run ``python <argv_tail>`` in the sandbox for at most ``timeout`` seconds; then kill it all."""
-    spec_path = job.box.parent / "jail.json"
-    spec_path.write_text(json.dumps(jail_spec(job, level, argv_tail, limits)))
-    os.chmod(spec_path, 0o600)
+    argv, host_environment = command(job, level, argv_tail, limits)
     start = time.monotonic()
-    returncode, timed_out = run_detached(command(spec_path, level), log, timeout, {"PATH": os.environ.get("PATH", "")},
-                                         uid=job.uid if level != "limits" else None)
+    returncode, timed_out = run_detached(argv, log, timeout, host_environment,
+                                         uid=job.uid if os.geteuid() == 0 else None)
     return Outcome(returncode, timed_out, time.monotonic() - start)
 
 
@@ -184,29 +206,37 @@ def kill_user(uid: int) -> None:
     os.waitpid(child, 0)
 
 
-def probe_isolation(work: Path, limits: Limits) -> Isolation:
-    """The strongest isolation level that runs the sandboxed Python correctly here."""
-    if os.geteuid() != 0:
-        return Isolation("limits", "not running as root: no separate user, no namespaces")
-    expected = os.path.realpath(sys.base_prefix)
+def probe_isolation(work: Path, limits: Limits, allow_unisolated: bool = False) -> Isolation:
+    """``bwrap`` when a sandboxed Python starts here (torch and nbclient import, as the right user);
+    else ``unisolated`` if allowed, else ``SandboxUnavailable`` saying what to install or enable."""
+    problem = bwrap_problem(work, limits)
+    if problem is None:
+        return Isolation("bwrap")
+    if allow_unisolated:
+        return Isolation("unisolated", problem)
+    raise SandboxUnavailable(f"no filesystem isolation: {problem}. Without it a notebook can read every file "
+                             "the grader can (another copy of the course and its references included), so grading "
+                             "stops here; pass --allow-unisolated to grade anyway.")
+
+
+def bwrap_problem(work: Path, limits: Limits) -> str | None:
+    """Why bwrap cannot sandbox a Python job here, or ``None`` when it can."""
+    if shutil.which("bwrap") is None:
+        return f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}"
+    folder = work / "probe-bwrap"
+    box, bundle = folder / "box", folder / "bundle"
+    for path in (box / "home", box / "tmp", bundle):
+        path.mkdir(parents=True, exist_ok=True)
+    job = Job(box, bundle, uid=probe_uid())
+    prepare_box_permissions(job)
+    user = job.uid if os.geteuid() == 0 else os.getuid()
     probe = "import sys, os, torch, nbclient; print(os.path.realpath(sys.base_prefix)); print(os.getuid())"
-    reasons = []
-    for level in LEVELS[:-1]:
-        if level == "namespaces" and shutil.which("unshare") is None:
-            reasons.append("no unshare command")
-            continue
-        folder = work / f"probe-{level}"
-        box, bundle = folder / "box", folder / "bundle"
-        for path in (box / "home", box / "tmp", bundle):
-            path.mkdir(parents=True, exist_ok=True)
-        job = Job(box, bundle, uid=probe_uid(), hide=default_hide())
-        prepare_box_permissions(job)
-        outcome = run(job, level, ["-c", probe], limits, folder / "log.txt", timeout=120)
-        lines = (folder / "log.txt").read_text(errors="replace").split()
-        if outcome.returncode == 0 and lines[-2:] == [expected, str(job.uid)]:
-            return Isolation(level, "; ".join(reasons))
-        reasons.append(f"{level} failed: {' '.join(lines[-12:])[:300]}")
-    return Isolation("limits", "; ".join(reasons))
+    outcome = run(job, "bwrap", ["-c", probe], limits, folder / "log.txt", timeout=180)
+    text = (folder / "log.txt").read_text(errors="replace")
+    if outcome.returncode == 0 and text.split()[-2:] == [os.path.realpath(sys.base_prefix), str(user)]:
+        return None
+    hint = CONTAINER_HINT if os.geteuid() == 0 else USERNS_HINT
+    return f"bwrap could not start a sandboxed Python ({' '.join(text.split()[-12:])[:300]}); {hint}"
 
 
 def probe_uid() -> int:
