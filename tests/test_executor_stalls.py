@@ -165,3 +165,16 @@ def test_widget_cells_run_many_times_in_a_row_without_a_stall(tmp_path, monkeypa
             "2 figures; drawn t=0.5 steps=20 | inside the output widget | drawn t=0.25 steps=5\n"], f"run {run}"
     print(f"{RUNS} runs: {min(seconds):.1f} / {sorted(seconds)[RUNS // 2]:.1f} / {max(seconds):.1f} s "
           "(min / median / max)")
+
+
+def test_a_repeated_rehearsal_counts_failed_and_stalled_runs():
+    """``flowlab rehearse --repeat N`` ends with this table: a stall is a run with a ``CellTimeout``."""
+    from flowlab_grader.rehearse import Rehearsal, repeat_summary
+
+    rows = [Rehearsal("01_flow_matching", False, seconds, status, errors) for seconds, status, errors in (
+        (7.0, "ok", ()), (9.0, "ok", ()), (188.0, "ok", ("field: CellTimeout",)), (8.0, "ok", ("train: ValueError",)))]
+    rows.append(Rehearsal("01_flow_matching", True, 5.0, "ok", ()))
+    assert [row.stalled for row in rows] == [False, False, True, False, False]
+    assert repeat_summary(rows).splitlines()[2:] == [
+        "| 01_flow_matching | full | 4 | 2 | 1 | 7.0 / 8.5 / 188.0 |",
+        "| 01_flow_matching | grading | 1 | 0 | 0 | 5.0 / 5.0 / 5.0 |"]

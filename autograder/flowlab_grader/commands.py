@@ -77,12 +77,14 @@ def isolation_lines(report: dict) -> str:
 
 def run_rehearse(args: argparse.Namespace) -> int:
     from flowlab_grader.course import assignments, find_assignment
-    from flowlab_grader.rehearse import main_rows, table
+    from flowlab_grader.rehearse import main_rows, repeat_summary, table
 
     selected = [find_assignment(args.assignment)] if args.assignment else assignments()
     modes = [True] if args.grading else [False] if args.full else [False, True]
-    rows = main_rows(selected, modes, Path(args.keep) if args.keep else None)
+    rows = main_rows(selected, modes, Path(args.keep) if args.keep else None, args.repeat)
     print(table(rows))
+    if args.repeat > 1:
+        print(repeat_summary(rows))
     failed = [row for row in rows if not row.ok or row.seconds > row.limit]
     return 1 if failed else 0
 
@@ -120,5 +122,7 @@ def cli_commands() -> list[Command]:
             argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),
             argument("--full", action="store_true", help="only the full run (every exploration cell)"),
             argument("--keep", metavar="DIR", help="keep the executed notebooks (with outputs) here"),
+            argument("--repeat", type=positive_int, default=1, metavar="N",
+                     help="run each notebook N times in a row, then a summary (failed, stalled, times)"),
         ), run_rehearse),
     ]

@@ -1,6 +1,6 @@
 """Run the solution notebooks as a student would: top to bottom, against the student release.
 
-    flowlab rehearse [--assignment NN] [--grading] [--keep DIR]
+    flowlab rehearse [--assignment NN] [--grading] [--keep DIR] [--repeat N]
 
 For each assignment, the source notebook (the solution) runs in a fresh kernel, in an empty
 folder, with the library of its student release on ``PYTHONPATH`` (every function graded in this
@@ -8,7 +8,9 @@ notebook or a later one stubbed, as in the bundle a student gets and as in gradi
 whose exploration leans on a library function the student has not got yet fails here. Without
 ``--grading`` every exploration cell runs (training, plots, widgets): the student's experience;
 with it, ``FLOWLAB_GRADING=1`` (what the grader runs, minus the sandbox). It prints a table of
-wall times and returns the rows; any cell error makes the command fail.
+wall times and returns the rows; any cell error makes the command fail. ``--repeat N`` runs each
+notebook N times in a row and ends with a summary per notebook: failed runs, runs with a cell that
+used its whole time limit (``CellTimeout``: a stall, or a cell too slow), and the spread of times.
 
 Targets (the course's promise, on a 2-core CPU): a whole notebook within 3 minutes, grading mode
 within 60 seconds.
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from statistics import median
 from pathlib import Path
 
 from flowlab_grader.course import Assignment
@@ -47,6 +50,11 @@ class Rehearsal:
     @property
     def ok(self) -> bool:
         return self.status == "ok" and not self.errors
+
+    @property
+    def stalled(self) -> bool:
+        """A cell used its whole time limit (the executor reports it as ``CellTimeout``)."""
+        return any(error.endswith(": CellTimeout") for error in self.errors)
 
 
 def run_executor(notebook: Path, environment: dict[str, str], cell_timeout: float, notebook_timeout: float,
@@ -106,10 +114,27 @@ def table(rows: list[Rehearsal]) -> str:
     return "\n".join(lines)
 
 
-def main_rows(selected: list[Assignment], modes: list[bool], keep: Path | None = None) -> list[Rehearsal]:
+def repeat_summary(rows: list[Rehearsal]) -> str:
+    """A Markdown table per notebook and mode: runs, failed runs, stalled runs, seconds (min / median / max)."""
+    groups: dict[tuple[str, bool], list[Rehearsal]] = {}
+    for row in rows:
+        groups.setdefault((row.assignment, row.grading), []).append(row)
+    lines = ["| notebook | mode | runs | failed | stalled | seconds min / median / max |", "|---|---|---|---|---|---|"]
+    for (name, grading), runs in groups.items():
+        seconds = [run.seconds for run in runs]
+        lines.append(f"| {name} | {'grading' if grading else 'full'} | {len(runs)} | "
+                     f"{sum(not run.ok for run in runs)} | {sum(run.stalled for run in runs)} | "
+                     f"{min(seconds):.1f} / {median(seconds):.1f} / {max(seconds):.1f} |")
+    return "\n".join(lines)
+
+
+def main_rows(selected: list[Assignment], modes: list[bool], keep: Path | None = None,
+              repeat: int = 1) -> list[Rehearsal]:
+    """Rehearse each of ``selected`` in each mode, ``repeat`` times in a row; a line per run on stderr."""
     rows = []
     for assignment in selected:
         for grading in modes:
-            rows.append(rehearse(assignment, grading, keep))
-            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            for _ in range(repeat):
+                rows.append(rehearse(assignment, grading, keep))
+                print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     return rows
