@@ -2,8 +2,10 @@
 
 - the library's reference implementation passes every case in float32 and float64, on the CPU and
   (where there is one) on the GPU with TF32 on and off;
+- the library changes none of its inputs and never touches the global random stream;
 - every plausible wrong answer misses every case of its function by >= 100x the tolerance (unless
   the case declares itself blind to it);
+- every wrong answer is diagnosed with its own hint in some case and never with another's;
 - the solution in the source notebook passes every case (run here, in-process, without a kernel);
 - the references on disk are what ``flowlab references`` would write now;
 - every hidden case is scored by a grade cell of the source notebook, and every grade cell scores some.
@@ -16,13 +18,14 @@ import pytest
 import torch
 
 from flowlab_grader.cases import CALIBRATION_FACTOR, load_cases
-from flowlab.runtime.compare import diagnose
 from flowlab.runtime.codec import cast_inputs
 from flowlab_grader.course import assignments
-from flowlab.runtime.measures import MEASURES
-from flowlab.runtime.record import Output, describe
+from flowlab.runtime.hidden import measure_case
+from flowlab.runtime.record import Output, Record, describe
 from flowlab.runtime.reference_set import ReferenceSet
+from flowlab.runtime.side_effects import Watch
 from flowlab_grader.references import build
+from flowlab_grader.scoring import CaseResult, judge
 
 ASSIGNMENTS = assignments()
 CASES = {a.name: load_cases(a) for a in ASSIGNMENTS}
@@ -35,17 +38,32 @@ def _references(name, case) -> ReferenceSet:
     return REFERENCES[(name, case.public)]
 
 
-def evaluate(name, case, function, dtype=None, device="cpu"):
-    """The verdict of ``case`` for ``function`` on the case's stored inputs (cast to dtype/device)."""
+def record_of(name, case, function, dtype=None, device="cpu") -> Record:
+    """What the hidden test records for ``function`` on ``case`` (inputs cast to dtype/device), in-process."""
     references = _references(name, case)
-    meta = references.case(case.key)
-    make = lambda: cast_inputs(references.make_inputs(case.key), dtype, device)
-    produced = MEASURES[case.measure](function, make, meta["positional"])
-    outputs = {key: Output(*describe(value)) for key, value in produced.items()}
-    expect = meta["expect"]
+    watch = Watch(lambda: cast_inputs(references.make_inputs(case.key), dtype, device))
+    produced = measure_case(function, watch, references.case(case.key))
+    return Record(case.key, "ok", outputs={key: Output(*describe(value)) for key, value in produced.items()},
+                  changed=watch.changed(), global_random=watch.used_global_random)
+
+
+def evaluate(name, case, function, dtype=None, device="cpu", record=None):
+    """The verdict of ``case``'s check on ``function``'s values (of ``record`` if given)."""
+    references = _references(name, case)
+    record = record or record_of(name, case, function, dtype, device)
+    expect = references.case(case.key)["expect"]
     if dtype is not None or device != "cpu":      # judge the values only
         expect = {key: {k: v for k, v in item.items() if k in ("type", "shape")} for key, item in expect.items()}
-    return references.check(case.key).evaluate(outputs, references.expected(case.key), expect)
+    return references.check(case.key).evaluate(record.outputs, references.expected(case.key), expect)
+
+
+def graded(name, case, function) -> CaseResult:
+    """What grading says of ``function`` on ``case``: pass or fail, the message and the hint."""
+    try:
+        record = record_of(name, case, function)
+    except Exception as error:      # recorded as an error in grading: a failed case with no hint
+        record = Record(case.key, "error", f"{type(error).__name__}: {error}")
+    return judge(_references(name, case), case.key, record)
 
 
 def test_there_is_an_assignment():
@@ -59,8 +77,10 @@ def test_reference_passes(name, case, dtype, device):
     TF32 matrix multiplies off and on."""
     reference = CASES[name].function(case.function).reference()
     if device.type == "cpu":
-        verdict = evaluate(name, case, reference, dtype)
+        record = record_of(name, case, reference, dtype)
+        verdict = evaluate(name, case, reference, dtype, record=record)
         assert verdict.passed and verdict.ratio <= 0.5, verdict
+        assert record.changed == [] and not record.global_random, "the library must have no side effects"
         return
     previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
@@ -72,8 +92,9 @@ def test_reference_passes(name, case, dtype, device):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
-WRONG = [(name, case, variant) for name, case in ALL for variant in CASES[name].function(case.function).wrong
-         if variant not in case.blind_to]
+WRONG = [(name, case, variant) for name, case in ALL
+         for variant, wrong in CASES[name].function(case.function).wrong.items()
+         if variant not in case.blind_to and wrong.by == "values"]
 
 
 @pytest.mark.parametrize("name, case, variant", WRONG, ids=[f"{c.key}-{v}" for _, c, v in WRONG])
@@ -89,6 +110,27 @@ def test_every_wrong_answer_is_caught_somewhere():
         for function in cases.functions:
             for variant in function.wrong:
                 assert any(c.function == function.name and variant not in c.blind_to for c in cases.hidden()), variant
+
+
+VARIANTS = [(name, function, variant) for name, cases in CASES.items() for function in cases.functions
+            for variant in function.wrong]
+
+
+@pytest.mark.parametrize("name, function, variant", VARIANTS, ids=[f"{f.name}-{v}" for _, f, v in VARIANTS])
+def test_each_wrong_answer_gets_its_own_hint_and_no_other(name, function, variant):
+    """Run the mistake through every case of its function as grading would: wherever it fails, the
+    hint is its own or none (never another mistake's), and some hidden case names it."""
+    wrong = function.wrong[variant]
+    named = []
+    for case in CASES[name].cases:
+        if case.function != function.name:
+            continue
+        result = graded(name, case, wrong.function)
+        if not result.passed:
+            assert result.hint in ("", wrong.message), f"{case.key}: {variant} is told {result.hint!r}"
+            if not case.public and wrong.message in result.message:
+                named.append(case.key)
+    assert named, f"no hidden case tells {variant} apart from the other mistakes"
 
 
 def solution_namespace(assignment, mutation=None) -> dict:
@@ -118,23 +160,16 @@ def test_a_wrong_submission_fails_its_case_with_its_hint(assignment, mutation):
     """The same judgement as grading (without a kernel): the end-to-end test then checks it for real."""
     namespace = solution_namespace(assignment, mutation)
     case = next(c for c in CASES[assignment.name].cases if c.key == mutation.fails)
-    verdict = evaluate(assignment.name, case, namespace[case.function])
-    assert not verdict.passed
-    references = _references(assignment.name, case)
-    make = lambda: references.make_inputs(case.key)
-    meta = references.case(case.key)
-    outputs = {k: Output(*describe(v)) for k, v in MEASURES[case.measure](namespace[case.function], make,
-                                                                          meta["positional"]).items()}
-    hint = diagnose(references.check(case.key), outputs, references.wrong_answers(case.key), meta["expect"])
-    assert mutation.hint in verdict.message + (hint or "")
+    result = graded(assignment.name, case, namespace[case.function])
+    assert not result.passed and mutation.hint in result.message, result.message
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
 def test_the_notebook_solution_passes_every_case(assignment):
     namespace = solution_namespace(assignment)
     for case in CASES[assignment.name].cases:
-        verdict = evaluate(assignment.name, case, namespace[case.function])
-        assert verdict.passed, f"{case.key}: {verdict}"
+        result = graded(assignment.name, case, namespace[case.function])
+        assert result.passed, f"{case.key}: {result.message}"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])

@@ -7,9 +7,10 @@ import torch
 
 from flowlab.validate import expand_time, time_batch
 from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
-from flowlab.runtime.compare import AllClose, SeededMean
+from flowlab.runtime.compare import IGNORES_GENERATOR, AllClose, SeededMean
 from flowlab.runtime.codec import GeneratorSeed
 from flowlab.runtime.fixtures import AffineVelocity
+from flowlab.runtime.side_effects import GLOBAL_RANDOM_HINT
 
 ASSIGNMENT = "01_flow_matching"
 INTERPOLATE_CELL = "hidden_tests_interpolate"
@@ -63,6 +64,20 @@ def loss_summed_over_batch(model, x1, x0=None, t=None, y=None, generator=None):
 def loss_mean_over_coordinates(model, x1, x0=None, t=None, y=None, generator=None):
     x0, t = _draws(x1, x0, t, generator)
     return _loss(model, x1, x0, t, y, reduce=lambda squared: squared.mean())
+
+
+def loss_global_seed(model, x1, x0=None, t=None, y=None, generator=None):
+    """Seeds the global stream for "reproducibility" and draws from it, ignoring generator."""
+    torch.manual_seed(0)
+    x0 = torch.randn(x1.shape, dtype=x1.dtype) if x0 is None else x0
+    t = torch.rand(x1.shape[0], dtype=x1.dtype) if t is None else t
+    return _loss(model, x1, x0, t, y)
+
+
+def loss_own_generator(model, x1, x0=None, t=None, y=None, generator=None):
+    """Draws from a generator of its own with a fixed seed: reproducible, but deaf to generator."""
+    x0, t = _draws(x1, x0, t, torch.Generator().manual_seed(0))
+    return _loss(model, x1, x0, t, y)
 
 
 def loss_swapped_path(model, x1, x0=None, t=None, y=None, generator=None):
@@ -147,6 +162,8 @@ LOSS = GradedFunction("flow_matching_loss", library="flowlab.train:flow_matching
                                    "squared error over a sample's coordinates, then average over the batch"),
     "swapped_path": Wrong(loss_swapped_path, "your x_t puts the data at t = 0: the model must see "
                                              "x_t = (1 - t) x0 + t x1"),
+    "global_seed": Wrong(loss_global_seed, GLOBAL_RANDOM_HINT, by="side_effects"),
+    "own_generator": Wrong(loss_own_generator, IGNORES_GENERATOR, by="check"),
 })
 
 LOOSE = AllClose(rtol=1e-4, atol=1e-6)
@@ -196,6 +213,9 @@ MUTATIONS = (
              fails="flow_matching_loss/explicit", hint="points from data to noise"),
     Mutation("summed_over_batch", "flow_matching_loss", ".sum(dim=1).mean()", ".sum()",
              fails="flow_matching_loss/explicit", hint="summed over the batch"),
+    Mutation("global_seed", "flow_matching_loss", "x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype)",
+             "torch.manual_seed(0)\n        x0 = torch.randn(x1.shape, dtype=x1.dtype)",
+             fails="flow_matching_loss/random_draws", hint="re-seeded the global generator"),
 )
 
 CASES = AssignmentCases(ASSIGNMENT, (INTERPOLATE, LOSS), tuple(HIDDEN + PUBLIC), MUTATIONS)

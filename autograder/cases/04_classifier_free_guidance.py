@@ -5,15 +5,16 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 
 ``label_dropout`` is checked label by label: the notebook prescribes the draw
 (``torch.rand(y.shape, generator=generator) < p`` marks the dropped labels), so a seeded generator
-fixes the answer exactly. Only the returned tensor is measured: a version that also overwrites its
-input ``y`` in place returns the right labels and passes here; the notebook's public test cell
-asserts that ``y`` is left unchanged and says why it matters.
+fixes the answer exactly. A version that overwrites its input ``y`` in place returns the right
+labels; the recorder's watch sees ``y`` change and the case fails (as for every graded function).
+At p = 1 a dropout that never drops and an inverted one both return y unchanged: no hint there.
 """
 import torch
 
 from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.runtime.compare import AllClose
 from flowlab.runtime.codec import GeneratorSeed
+from flowlab.runtime.side_effects import GLOBAL_RANDOM_HINT, in_place_message
 
 ASSIGNMENT = "04_classifier_free_guidance"
 DROPOUT_CELL = "hidden_tests_label_dropout"
@@ -43,6 +44,20 @@ def dropout_null_ten(y, p, null_label, generator=None):
 
 def dropout_other_draw(y, p, null_label, generator=None):
     drop = (torch.rand(y.shape, generator=generator) > 1 - p).to(y.device)
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def dropout_never_drops(y, p, null_label, generator=None):
+    return y.clone()
+
+
+def dropout_in_place(y, p, null_label, generator=None):
+    y[_drop(y, p, generator)] = null_label
+    return y
+
+
+def dropout_global_stream(y, p, null_label, generator=None):
+    drop = (torch.rand(y.shape) < p).to(y.device)
     return torch.where(drop, torch.full_like(y, null_label), y)
 
 
@@ -90,6 +105,10 @@ DROPOUT = GradedFunction("label_dropout", library="flowlab.train:label_dropout",
     "other_draw": Wrong(dropout_other_draw, "you drop the right fraction but not the prescribed labels: mark "
                                             "exactly those where torch.rand(y.shape, generator=generator) < p, so "
                                             "that a seeded generator gives a reproducible answer"),
+    "never_drops": Wrong(dropout_never_drops, "your dropout never drops a label: replace the labels where "
+                                              "torch.rand(y.shape, generator=generator) < p by null_label"),
+    "in_place": Wrong(dropout_in_place, in_place_message("label_dropout", ["y"]), by="side_effects"),
+    "global_stream": Wrong(dropout_global_stream, GLOBAL_RANDOM_HINT, by="side_effects"),
 })
 CFG = GradedFunction("cfg_velocity", library="flowlab.guidance:cfg_velocity", positional=3, wrong={
     "swapped": Wrong(cfg_swapped, "you extrapolate from the conditional branch towards the unconditional one; "
@@ -104,13 +123,15 @@ CFG = GradedFunction("cfg_velocity", library="flowlab.guidance:cfg_velocity", po
 EXACT = AllClose(rtol=0.0, atol=1e-6)          # labels are integers: equal or wrong
 CFG_TOL = AllClose(rtol=1e-5, atol=1e-5)
 NULL_ONLY = ("null_zero", "null_ten")
+# p = 0.5 would make "inverted" and "other_draw" drop the same labels: the cases avoid it.
+KEEPS_ALL = NULL_ONLY + ("other_draw", "never_drops")      # p = 0: every one of them keeps every label
 HIDDEN = [
     Case("label_dropout/p_0.3", "label_dropout", labels(64, 0.3, 10, seed=31), seed=401, cell=DROPOUT_CELL,
          about="p = 0.3 on 64 MNIST-style labels (null label 10)", check=EXACT, blind_to=("null_ten",)),
-    Case("label_dropout/null_4", "label_dropout", labels(48, 0.5, 4, seed=32), seed=402, cell=DROPOUT_CELL,
-         about="p = 0.5 with 4 classes: the null label is 4", check=EXACT),
+    Case("label_dropout/null_4", "label_dropout", labels(48, 0.4, 4, seed=32), seed=402, cell=DROPOUT_CELL,
+         about="p = 0.4 with 4 classes: the null label is 4", check=EXACT),
     Case("label_dropout/p_0", "label_dropout", labels(32, 0.0, 7, seed=33), seed=403, cell=DROPOUT_CELL,
-         about="p = 0: every label is kept", check=EXACT, blind_to=NULL_ONLY + ("other_draw",)),
+         about="p = 0: every label is kept", check=EXACT, blind_to=KEEPS_ALL),
     Case("label_dropout/p_1", "label_dropout", labels(32, 1.0, 7, seed=34), seed=404, cell=DROPOUT_CELL,
          about="p = 1: every label becomes null_label", check=EXACT, blind_to=("other_draw",)),
     Case("label_dropout/large_batch", "label_dropout", labels(4096, 0.1, 3, seed=35), seed=405, cell=DROPOUT_CELL,
@@ -127,12 +148,12 @@ HIDDEN = [
          about="w = 1 gives the conditional velocity", check=CFG_TOL, blind_to=("scaled_cond",)),
 ]
 PUBLIC = [
-    Case("label_dropout/public_half", "label_dropout", labels(10, 0.5, 10, seed=1), seed=41, public=True,
-         about="p = 0.5 on 10 labels, null label 10", check=EXACT, blind_to=("null_ten",)),
+    Case("label_dropout/public_some", "label_dropout", labels(10, 0.4, 10, seed=1), seed=41, public=True,
+         about="p = 0.4 on 10 labels, null label 10", check=EXACT, blind_to=("null_ten",)),
     Case("label_dropout/public_all", "label_dropout", labels(6, 1.0, 3, seed=2), seed=42, public=True,
          about="p = 1 with null label 3: every label dropped", check=EXACT, blind_to=("other_draw",)),
     Case("label_dropout/public_none", "label_dropout", labels(6, 0.0, 3, seed=3), seed=43, public=True,
-         about="p = 0: every label kept", check=EXACT, blind_to=NULL_ONLY + ("other_draw",)),
+         about="p = 0: every label kept", check=EXACT, blind_to=KEEPS_ALL),
     Case("cfg_velocity/public_points", "cfg_velocity", velocities((4, 2), 3.0), seed=44, public=True,
          about="2D velocities with w = 3", check=CFG_TOL),
     Case("cfg_velocity/public_images", "cfg_velocity", velocities((2, 1, 3, 3), 1.5), seed=45, public=True,
@@ -143,6 +164,8 @@ MUTATIONS = (
     Mutation("dropout_inverted", "label_dropout", "torch.where(drop, torch.full_like(y, null_label), y)",
              "torch.where(drop, y, torch.full_like(y, null_label))",
              fails="label_dropout/p_0.3", hint="KEEPS a label with probability p"),
+    Mutation("dropout_in_place", "label_dropout", "return torch.where(drop, torch.full_like(y, null_label), y)",
+             "y[drop] = null_label\n    return y", fails="label_dropout/null_4", hint="changed its argument y in place"),
     Mutation("cfg_swapped", "cfg_velocity", "v_uncond + w * (v_cond - v_uncond)", "v_cond + w * (v_uncond - v_cond)",
              fails="cfg_velocity/points", hint="towards the unconditional one"),
     Mutation("cfg_off_by_one", "cfg_velocity", "v_uncond + w * (v_cond - v_uncond)", "v_cond + w * (v_cond - v_uncond)",

@@ -44,6 +44,13 @@ def invert_negated_forward_time(velocity, x1, ts, method="euler"):
     return _run(STEPS[method], negated, x1, torch.as_tensor(ts).tolist())
 
 
+def invert_negated_velocity(velocity, x1, ts, method="euler"):
+    """Steps over the reversed grid (negative h) AND negates the velocity: the two signs cancel and
+    the state moves forwards along the flow."""
+    negated = lambda x, t: -velocity(x, t)
+    return _run(STEPS[method], negated, x1, torch.as_tensor(ts).flip(0).tolist())
+
+
 def invert_drops_last_step(velocity, x1, ts, method="euler"):
     """Off by one: stops one step short, at ts[1] instead of ts[0]."""
     return _run(STEPS[method], velocity, x1, torch.as_tensor(ts).flip(0).tolist()[:-1])
@@ -108,6 +115,9 @@ INVERT = GradedFunction("invert", library="flowlab.inversion:invert", positional
                                   "you integrated -v forwards in time but evaluated the velocity at the forward "
                                   "times s = 0 -> 1; going backwards the velocity must be evaluated at t = 1 -> 0 "
                                   "(v(x, 1 - s)): simply step over ts.flip(0), where the steps are negative"),
+    "negated_velocity": Wrong(invert_negated_velocity, "you negated the velocity AND stepped over the reversed "
+                              "grid: the two signs cancel and your state moves forwards, towards the data. Keep "
+                              "v as it is: over ts.flip(0) the step t_next - t is already negative"),
     "drops_last_step": Wrong(invert_drops_last_step, "your inversion stops one step short (at ts[1], not at "
                                                      "t = 0): a grid of n + 1 times has n steps; take all of them"),
     "velocity_at_t_next": Wrong(invert_velocity_at_t_next,
@@ -161,6 +171,9 @@ MUTATIONS = (
              "step = euler_step", fails="invert/heun_uniform", hint="your inversion takes Euler steps"),
     Mutation("drops_last_step", "invert", "zip(times[:-1], times[1:])", "zip(times[:-2], times[1:-1])",
              fails="invert/euler_shifted", hint="stops one step short"),
+    Mutation("negated_velocity", "invert", "x = step(velocity, x, t_here, t_back)",
+             "x = step(lambda x, t: -velocity(x, t), x, t_here, t_back)",
+             fails="invert/heun_uniform", hint="the two signs cancel"),
 )
 
 CASES = AssignmentCases(ASSIGNMENT, (INVERT,), tuple(HIDDEN + PUBLIC), MUTATIONS)

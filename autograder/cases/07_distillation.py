@@ -14,6 +14,7 @@ from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation
 from flowlab.runtime.compare import AllClose
 from flowlab.runtime.codec import GeneratorSeed
 from flowlab.runtime.fixtures import AffineVelocity
+from flowlab.runtime.side_effects import GLOBAL_RANDOM_HINT
 from flowlab.solvers import integrate
 
 ASSIGNMENT = "07_distillation"
@@ -24,10 +25,8 @@ ONE_STEP_CELL = "hidden_tests_one_step_sample"
 # ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
 
 def _draw(n, shape, generator):
-    """N(0, I) noise from the generator; a fixed stand-in generator when there is none (a student's
-    global-RNG draw is random anyway: only its being wrong is checked, never matched)."""
-    source = generator if generator is not None else torch.Generator().manual_seed(999)
-    return torch.randn((n, *shape), generator=source)
+    """N(0, I) noise of shape (n, *shape) from the generator (every case passes one)."""
+    return torch.randn((n, *shape), generator=generator)
 
 
 def _teacher(velocity, z, ts, method):
@@ -49,10 +48,10 @@ def pairs_shuffled(velocity, n, ts, method="heun", generator=None, shape=(2,), n
     return z, _teacher(velocity, z, ts, method).roll(1, dims=0)
 
 
-def pairs_without_generator(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
-                            chunk_size=None):
-    """z drawn from the global random stream, ignoring generator (stand-in: another fixed stream)."""
-    z = noise if noise is not None else _draw(n, shape, None)
+def pairs_global_generator(velocity, n, ts, method="heun", generator=None, shape=(2,), noise=None, device=None,
+                           chunk_size=None):
+    """z drawn from the global random stream, ignoring generator."""
+    z = noise if noise is not None else torch.randn((n, *shape))
     return z, _teacher(velocity, z, ts, method)
 
 
@@ -149,8 +148,7 @@ PAIRS = GradedFunction("reflow_pairs", library="flowlab.distill:reflow_pairs", p
                                     "are independent, like ordinary flow matching, and nothing gets straighter"),
     "shuffled": Wrong(pairs_shuffled, "x1[i] must be where the teacher's ODE takes z[i]: your pairs are "
                                       "shuffled (do not reorder, sort or sample x1 separately from z)"),
-    "without_generator": Wrong(pairs_without_generator, "draw z with torch.randn(..., generator=generator): the "
-                                                        "same seed must give the same pairs"),
+    "global_generator": Wrong(pairs_global_generator, GLOBAL_RANDOM_HINT, by="side_effects"),
     "ignore_noise": Wrong(pairs_ignore_noise, "when noise is given, z must be that noise; draw z only when "
                                               "noise is None"),
     "always_euler": Wrong(pairs_always_euler, "with method=\"heun\" your teacher takes Euler steps: pass method "
@@ -168,10 +166,9 @@ ONE_STEP = GradedFunction("one_step_sample", library="flowlab.distill:one_step_s
 
 TOL = AllClose(rtol=1e-4, atol=1e-5)
 EXACT64 = AllClose(rtol=1e-10, atol=1e-10)
-NOISE_GIVEN = ("without_generator",)           # with noise given, the generator is not used at all
 HIDDEN = [
     Case("reflow_pairs/noise_heun", "reflow_pairs", given_noise(64), seed=701, cell=PAIRS_CELL, measure="items",
-         about="noise given (and a generator that must go unused), Heun, 8 steps", check=TOL, blind_to=NOISE_GIVEN),
+         about="noise given (and a generator that must go unused), Heun, 8 steps", check=TOL),
     Case("reflow_pairs/seeded", "reflow_pairs", seeded(128, 72), seed=702, cell=PAIRS_CELL, measure="items",
          about="noise=None: z ~ N(0, I) drawn from the generator, then the teacher's ODE from that same z",
          check=TOL, blind_to=("ignore_noise",)),
@@ -182,13 +179,13 @@ HIDDEN = [
          blind_to=("ignore_noise", "always_euler")),
     Case("reflow_pairs/images_chunks", "reflow_pairs", given_noise(12, (1, 4, 4), cosine_grid(6), chunk_size=5),
          seed=705, cell=PAIRS_CELL, measure="items", about="images (12, 1, 4, 4) given as noise, in chunks of 5",
-         check=TOL, blind_to=NOISE_GIVEN),
+         check=TOL),
     Case("reflow_pairs/seeded_chunks", "reflow_pairs", seeded(30, 75, chunk_size=8), seed=706, cell=PAIRS_CELL,
          measure="items", about="drawn from the generator, the teacher run in chunks of 8", check=TOL,
          blind_to=("ignore_noise",)),
     Case("reflow_pairs/float64", "reflow_pairs", given_noise(32, (3,), uniform_grid(5), dtype=torch.float64),
          seed=707, cell=PAIRS_CELL, measure="items", about="float64 noise and teacher: the pairs stay float64",
-         check=EXACT64, blind_to=NOISE_GIVEN),
+         check=EXACT64),
     Case("one_step_sample/points", "one_step_sample", one_step(64), seed=711, cell=ONE_STEP_CELL,
          about="one step on 2D points", check=TOL),
     Case("one_step_sample/images", "one_step_sample", one_step(8, (1, 4, 4)), seed=712, cell=ONE_STEP_CELL,
@@ -198,7 +195,7 @@ HIDDEN = [
 ]
 PUBLIC = [
     Case("reflow_pairs/public_noise", "reflow_pairs", given_noise(4, grid=uniform_grid(4)), seed=71, public=True,
-         measure="items", about="pairs from given noise, Heun, 4 steps", check=TOL, blind_to=NOISE_GIVEN),
+         measure="items", about="pairs from given noise, Heun, 4 steps", check=TOL),
     Case("reflow_pairs/public_seeded", "reflow_pairs", seeded(6, 5, uniform_grid(3)), seed=72, public=True,
          measure="items", about="pairs with z drawn from a seeded generator", check=TOL, blind_to=("ignore_noise",)),
     Case("one_step_sample/public_points", "one_step_sample", one_step(4), seed=73, public=True,
@@ -213,6 +210,8 @@ MUTATIONS = (
              fails="reflow_pairs/seeded", hint="new draw of noise"),
     Mutation("swapped", "reflow_pairs", "return z, x1", "return x1, z",
              fails="reflow_pairs/noise_heun", hint="in the order (z, x1)"),
+    Mutation("global_generator", "reflow_pairs", "torch.randn((n, *shape), generator=generator)",
+             "torch.randn((n, *shape))", fails="reflow_pairs/seeded_chunks", hint="used or re-seeded the global generator"),
     Mutation("velocity_only", "one_step_sample", "return z + velocity(z, t)", "return velocity(z, t)",
              fails="one_step_sample/points", hint="you returned the velocity"),
     Mutation("at_t_one", "one_step_sample", "torch.zeros(z.shape[0]", "torch.ones(z.shape[0]",

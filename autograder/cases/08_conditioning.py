@@ -3,6 +3,9 @@
 Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
 arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
 
+No case has side / factor = 4 with factor != 4: there, a hard-coded 4 and ``factor`` taken as the
+number of blocks give the same copy and the feedback could not say which mistake was made.
+
 ``guided_velocity`` returns a velocity function: the ``returned_velocity`` measure evaluates it at
 the inputs ``at_x`` and ``at_t``. Its model is a ``ConditionedAffineVelocity``, which adds
 ``cond_scale * cond`` when it is given a condition and ``null_shift`` when it is given ``None``, so
@@ -142,12 +145,12 @@ HIDDEN = [
     Case("low_resolution_condition/default_factor", "low_resolution_condition", images((4, 1, 28, 28)), seed=801,
          cell=LOW_RES_CELL, about="MNIST-sized images (4, 1, 28, 28) with the default factor 4: a 7x7 copy",
          check=AllClose(rtol=1e-5, atol=1e-6), blind_to=("ignores_factor",)),
-    Case("low_resolution_condition/factor_2", "low_resolution_condition", images((3, 1, 8, 8), 2), seed=802,
-         cell=LOW_RES_CELL, about="factor 2 on (3, 1, 8, 8): 2x2 blocks", check=AllClose(rtol=1e-5, atol=1e-6)),
-    Case("low_resolution_condition/factor_7", "low_resolution_condition", images((2, 1, 28, 28), 7), seed=803,
-         cell=LOW_RES_CELL, about="factor 7 on (2, 1, 28, 28): a 4x4 copy", check=AllClose(rtol=1e-5, atol=1e-6)),
-    Case("low_resolution_condition/channels", "low_resolution_condition", images((2, 3, 12, 12), 3), seed=804,
-         cell=LOW_RES_CELL, about="three channels (2, 3, 12, 12), factor 3: each channel on its own",
+    Case("low_resolution_condition/factor_2", "low_resolution_condition", images((3, 1, 16, 16), 2), seed=802,
+         cell=LOW_RES_CELL, about="factor 2 on (3, 1, 16, 16): 2x2 blocks", check=AllClose(rtol=1e-5, atol=1e-6)),
+    Case("low_resolution_condition/factor_7", "low_resolution_condition", images((2, 1, 21, 21), 7), seed=803,
+         cell=LOW_RES_CELL, about="factor 7 on (2, 1, 21, 21): a 3x3 copy", check=AllClose(rtol=1e-5, atol=1e-6)),
+    Case("low_resolution_condition/channels", "low_resolution_condition", images((2, 3, 24, 24), 3), seed=804,
+         cell=LOW_RES_CELL, about="three channels (2, 3, 24, 24), factor 3: each channel on its own",
          check=AllClose(rtol=1e-5, atol=1e-6)),
     Case("low_resolution_condition/not_square", "low_resolution_condition", images((2, 1, 8, 12), 2), seed=805,
          cell=LOW_RES_CELL, about="images that are not square (2, 1, 8, 12), factor 2",

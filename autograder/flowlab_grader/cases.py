@@ -18,7 +18,17 @@ defines ``CASES = AssignmentCases(...)``::
   are hidden. A public case is never graded.
 - ``Wrong`` answers are plausible mistakes with the message a student should read. They calibrate
   the tolerances (each must miss every case of its function by >= 100x the tolerance, unless the
-  case lists it in ``blind_to``) and diagnose failures in feedback and public tests.
+  case lists it in ``blind_to``) and diagnose failures in feedback and public tests: a failed
+  output gets a mistake's message when it matches that mistake and no other, so the cases must
+  tell the mistakes apart (each is named alone in at least one case; a test checks it). A mistake
+  that shows not in the values but in what the call does besides (``by="side_effects"``: it
+  changes an input in place, or draws from the global random stream) is caught by the recorder's
+  watch (``flowlab.runtime.side_effects``), and its message is the one the watch gives; one that
+  a statistical check catches by itself (``by="check"``) carries the check's message. These two
+  kinds are not calibrated by values (no ``blind_to``): each must fail some hidden case with its
+  message.
+- Every graded function must leave its inputs unchanged and draw only from the generator it is
+  given; ``GradedFunction(may_change=("x",))`` or ``may_use_global_random=True`` lifts that.
 - ``Mutation``s are plausible wrong *submissions*: the source's solution cell with one edit. The
   end-to-end test grades each in a real sandboxed kernel and checks the feedback names the part.
 """
@@ -38,11 +48,22 @@ from flowlab_grader.course import Assignment, assignments
 CALIBRATION_FACTOR = 100.0
 
 
+DETECTIONS = ("values", "side_effects", "check")
+
+
 @dataclass(frozen=True)
 class Wrong:
-    """A plausible wrong implementation (same signature as the graded function) and what to tell."""
+    """A plausible wrong implementation (same signature as the graded function) and what to tell.
+    ``by``: how it is recognised: ``"values"``, its outputs (stored in the references, matched in
+    diagnoses); ``"side_effects"``, what the recorder's watch sees (``message`` is the watch's);
+    ``"check"``, a case's check itself (a statistical check; ``message`` is the check's)."""
     function: Callable
     message: str
+    by: str = "values"
+
+    def __post_init__(self):
+        if self.by not in DETECTIONS:
+            raise ValueError(f"Wrong(by={self.by!r}): expected one of {DETECTIONS}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,8 @@ class GradedFunction:
     library: str
     positional: int
     wrong: dict[str, Wrong] = field(default_factory=dict)
+    may_change: tuple[str, ...] = ()          # inputs the function may change in place (none by default)
+    may_use_global_random: bool = False       # True: it may draw from the global random stream
 
     def reference(self) -> Callable:
         """The library implementation, imported from ``module:function``."""

@@ -6,7 +6,8 @@ For each assignment and each case in ``autograder/cases/NN_name.py``:
 - ``expect``: what the library returns for these inputs as given (type, dtype, shape, device);
 - the expected values: the library's reference implementation run in float64 on the CPU (or the
   case's own ``expected`` formula, for statistical checks);
-- the outputs of each known wrong answer (for diagnoses), in float64.
+- the outputs of each known wrong answer recognised by its values (for diagnoses), in float64;
+- what the function may do besides returning (``may_change``, ``may_use_global_random``).
 
 Hidden cases go to ``autograder/references/NN_name.npz`` (never released, never in the sandbox:
 the sandbox gets only the inputs); public ones to ``data/public/NN_name.npz``. Array names are
@@ -69,6 +70,8 @@ def case_entry(case: Case, cases: AssignmentCases) -> tuple[dict[str, np.ndarray
     wrong_messages = {}
     if isinstance(case.check, AllClose):
         for variant, wrong in sorted(graded.wrong.items()):
+            if wrong.by != "values":    # recognised by the recorder's watch, not by its outputs
+                continue
             try:
                 outputs = _arrays(measure(wrong.function, in_float64, graded.positional))
             except Exception:   # a mistake that crashes on these inputs needs no diagnosis
@@ -78,6 +81,7 @@ def case_entry(case: Case, cases: AssignmentCases) -> tuple[dict[str, np.ndarray
     meta = {"function": case.function, "positional": graded.positional, "measure": case.measure,
             "inputs": spec, "seed": case.seed, "check": case.check.to_json(), "expect": expect,
             "outputs": sorted(expected), "about": case.about, "cell": case.cell, "weight": case.weight,
+            "may_change": list(graded.may_change), "may_use_global_random": graded.may_use_global_random,
             "wrong": wrong_messages, "shapes": {key: list(value.shape) for key, value in arrays.items()
                                                 if key.startswith(prefix)}}
     return arrays, meta

@@ -3,8 +3,11 @@
 Each hidden case passes or fails (``flowlab.runtime.compare``); a grade cell's score is its
 points times the weighted fraction of its cases that pass. A case without a usable record
 fails with the reason: the hidden test never ran (an earlier crash, a timeout), the student's
-function raised, took too long, or returned something of the wrong kind. A failed case whose
-output matches a known wrong answer gets that answer's hint.
+function raised, took too long, or returned something of the wrong kind. A case also fails when
+the function changed its inputs in place or used the global random stream (what the sandbox
+saw: ``flowlab.runtime.side_effects``), even with the right values. A failed case gets a hint
+when the diagnosis is unambiguous: its output matches exactly one known wrong answer, or is
+float64 computed in float32, or the global stream was used.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 from flowlab.runtime.compare import diagnose
 from flowlab.runtime.record import open_folder, read_record
 from flowlab.runtime.reference_set import ReferenceSet
+from flowlab.runtime.side_effects import findings
 
 NOT_RUN = ("no result was recorded: the hidden test did not reach this case (did an earlier cell crash, "
            "time out, or was the function not defined?)")
@@ -26,6 +30,7 @@ class CaseResult:
     about: str
     passed: bool
     message: str = ""
+    hint: str = ""          # the diagnosis alone (part of message), for tests and summaries
 
 
 @dataclass
@@ -56,13 +61,20 @@ def judge(references: ReferenceSet, key: str, record) -> CaseResult:
     except Exception as error:      # a record that cannot be compared costs this case, not the submission
         return CaseResult(key, about, False, f"the result could not be compared with the expected one "
                                              f"({type(error).__name__})")
-    if verdict.passed:
+    problems, hint = findings(case["function"], record.changed, record.global_random, case)
+    if verdict.passed and not problems and not hint:
         return CaseResult(key, about, True)
-    try:
-        hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"])
-    except Exception:               # no hint rather than no grade
-        hint = None
-    return CaseResult(key, about, False, verdict.message + (f"; hint: {hint}" if hint else ""))
+    if not verdict.passed and hint is None:
+        try:
+            hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"],
+                            references.expected(key))
+        except Exception:           # no hint rather than no grade
+            hint = None
+    parts = ([] if verdict.passed else [verdict.message]) + problems
+    if verdict.passed and not problems:
+        parts = ["the values are right, but the function used the global random stream"]
+    message = "; ".join(parts) + (f"; hint: {hint}" if hint else "")
+    return CaseResult(key, about, False, message, hint or (problems[0] if problems else ""))
 
 
 def score_cells(references: ReferenceSet, points: dict[str, float], records: Path | None) -> list[CellScore]:

@@ -10,8 +10,12 @@ Messages say what is wrong and never print expected values: they go to students.
     AllClose(rtol, atol)   every output: the right type, shape, dtype and device, finite, and
                            |got - expected| <= atol + rtol |expected| elementwise
     SeededMean(n_sigma)    outputs "first", "second" of two equally seeded calls: equal to each other
-                           (the function draws from the generator it is given) and within n_sigma
-                           standard errors of the expected mean (references "mean" and "sd")
+                           and different from "other", a call with another seed (the function draws
+                           from the generator it is given), and within n_sigma standard errors of
+                           the expected mean (references "mean" and "sd")
+
+``diagnose`` names the known mistake that a failed output matches, only when exactly one does, or
+says that the output is right to float32 precision where float64 was asked for.
 """
 from __future__ import annotations
 
@@ -91,6 +95,15 @@ class AllClose:
         ratio = np.abs(got - expected) / bound
         return float(np.max(np.where(np.isfinite(ratio), ratio, np.inf))) if expected.size else 0.0
 
+    def miss_message(self, name: str, got: np.ndarray, expected: np.ndarray, expect: Mapping) -> str:
+        """How far off a failed output is: for integers (labels) how many entries differ, for
+        floating values the largest error, with the tolerance."""
+        if is_integer(expect):
+            differ = int(np.count_nonzero(got != expected))
+            return f"{differ} of {expected.size} entries of {label(name)} differ (integers, such as labels, must match exactly)"
+        error = float(np.max(np.abs(got - expected)))
+        return f"{label(name)} is off by up to {error:.3g} (allowed: {self.atol:g} + {self.rtol:g} |expected|)"
+
     def evaluate(self, outputs, expected, expect) -> Verdict:
         worst = 0.0
         for name in sorted(expected):
@@ -103,11 +116,13 @@ class AllClose:
             got = outputs[name].values.reshape(expected[name].shape)
             ratio = self.error_ratio(got, expected[name])
             if ratio > 1:
-                error = float(np.max(np.abs(got - expected[name])))
-                return Verdict(False, ratio, f"{label(name)} is off by up to {error:.3g} "
-                                             f"(allowed: {self.atol:g} + {self.rtol:g} |expected|)")
+                return Verdict(False, ratio, self.miss_message(name, got, expected[name], expect.get(name, {})))
             worst = max(worst, ratio)
         return Verdict(True, worst)
+
+
+IGNORES_GENERATOR = ("calls with differently seeded generators gave the same result: draw every random number "
+                     "from the generator argument, not from a generator or seed of your own")
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,13 @@ class SeededMean:
             return Verdict(False, sigmas / self.n_sigma,
                            f"with random noise and times, the result is {sigmas:.3g} standard errors away from "
                            f"its expected value (allowed: {self.n_sigma:g})")
+        if "other" in expect:     # last: a result that does not depend on the draws at all fails above
+            problem = structure_problem("other", outputs.get("other"), expect.get("other", {}))
+            if problem:
+                return Verdict(False, math.inf, problem)
+            other = float(outputs["other"].values.reshape(-1)[0])
+            if abs(first - other) <= self.reproducible_rtol * abs(first) + 1e-12:
+                return Verdict(False, math.inf, IGNORES_GENERATOR)
         return Verdict(True, sigmas / self.n_sigma)
 
 
@@ -149,15 +171,57 @@ def from_json(spec: Mapping) -> Check:
     return CHECKS[kind](**spec)
 
 
+def is_integer(expect: Mapping) -> bool:
+    """True when the library returns integers here (``expect["dtype"]`` like ``torch.int64``)."""
+    return str(expect.get("dtype", "")).startswith(("torch.int", "torch.uint", "int"))
+
+
+FLOAT32_HINT = ("your result is right to float32 precision but not to float64's: did you compute in float32? "
+                "(keep the inputs' dtype: create new tensors with dtype=x.dtype, e.g. torch.zeros_like(x), "
+                "and avoid .float())")
+# An error below this, relative to the largest expected value (at least 1), is float32 rounding
+# (float32 keeps 7 digits; a few dozen operations lose one or two of them).
+FLOAT32_RELATIVE = 2e-5
+
+
+def float32_rounding(outputs: Mapping[str, Output], expected: Mapping[str, np.ndarray], expect: Mapping[str, dict]) -> bool:
+    """True when float64 was expected everywhere and every output is within float32 rounding of it."""
+    if not expected or any(expect.get(name, {}).get("dtype") != "torch.float64" for name in expected):
+        return False
+    for name, values in expected.items():
+        output = outputs.get(name)
+        if output is None or output.values is None or output.values.size != values.size or not is_finite(output.values):
+            return False
+        scale = max(1.0, float(np.max(np.abs(values)))) if values.size else 1.0
+        if values.size and float(np.max(np.abs(output.values.reshape(values.shape) - values))) > FLOAT32_RELATIVE * scale:
+            return False
+    return True
+
+
+def _matches(check: Check, outputs: Mapping[str, Output], values: Mapping[str, np.ndarray],
+             expect: Mapping[str, dict]) -> bool:
+    """True when ``outputs`` are a wrong answer's ``values``: of its shapes (which may not be the
+    right ones: a missing upsampling), otherwise as the check demands."""
+    if not values or any(outputs.get(name) is None or outputs[name].info.get("shape") != list(array.shape)
+                         for name, array in values.items()):
+        return False
+    shapeless = {name: {key: value for key, value in item.items() if key != "shape"} for name, item in expect.items()}
+    return check.evaluate(outputs, values, shapeless).passed
+
+
 def diagnose(check: Check, outputs: Mapping[str, Output], wrong_answers: Mapping[str, tuple[str, dict]],
-             expect: Mapping[str, dict]) -> str | None:
-    """The message of the first known wrong answer that the outputs match, or None.
+             expect: Mapping[str, dict], expected: Mapping[str, np.ndarray] | None = None) -> str | None:
+    """A hint for outputs that failed ``check``, or None.
 
     ``wrong_answers``: ``{variant: (message, {output name: values})}``, the outputs of plausible
-    mistakes on the same inputs.
+    mistakes on the same inputs. The hint is the message of the one known mistake that the outputs
+    match; when several match, the outputs cannot tell which mistake was made, and no hint is
+    better than a wrong one. With ``expected`` given and no mistake matched: ``FLOAT32_HINT`` when
+    the outputs are float64 values computed in float32.
     """
-    for variant in sorted(wrong_answers):
-        message, values = wrong_answers[variant]
-        if values and check.evaluate(outputs, values, expect).passed:
-            return message
+    matches = {message for message, values in wrong_answers.values() if _matches(check, outputs, values, expect)}
+    if len(matches) == 1:
+        return matches.pop()
+    if not matches and expected is not None and float32_rounding(outputs, expected, expect):
+        return FLOAT32_HINT
     return None

@@ -6,9 +6,10 @@ A hidden test cell in a source notebook is one line between nbgrader's hidden-te
 
 It reads the inputs of every hidden case of ``interpolate`` (plain arrays that the grader put in
 ``$FLOWLAB_INPUTS_DIR``), calls the student's ``interpolate`` on each (fixed inputs, explicit noise
-and times, never the global random stream), and records the outputs in ``$FLOWLAB_RECORD_DIR``.
-The expected outputs never enter this process: the grader compares afterwards, on the host.
-Outside grading it does nothing.
+and times, never the global random stream), and records the outputs in ``$FLOWLAB_RECORD_DIR``,
+with what each call did besides (``side_effects``: inputs changed in place, the global random
+stream used). The expected outputs never enter this process: the grader compares afterwards, on
+the host. Outside grading it does nothing.
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from flowlab.runtime import environment
 from flowlab.runtime.codec import decode_inputs, load_bundle
 from flowlab.runtime.measures import MEASURES
 from flowlab.runtime.record import record_call, write_record
+from flowlab.runtime.side_effects import Watch
 
 
-def _measure(function, make_inputs, case: dict) -> dict[str, Any]:
-    with torch.enable_grad():       # a student's global torch.set_grad_enabled(False) must not break the test
-        return MEASURES[case["measure"]](function, make_inputs, case["positional"])
+def measure_case(function, watch: Watch, case: dict) -> dict[str, Any]:
+    """The outputs of ``function`` on a case (``case``: its ``measure`` and ``positional``), its
+    inputs handed out and the global stream watched by ``watch``."""
+    with torch.enable_grad(), watch.random_stream():   # a student's global set_grad_enabled(False) must not break it
+        return MEASURES[case["measure"]](function, watch.make_inputs, case["positional"])
 
 
 def run(assignment: str, function_name: str, namespace: Mapping[str, Any]) -> dict[str, str]:
@@ -45,7 +49,7 @@ def run(assignment: str, function_name: str, namespace: Mapping[str, Any]) -> di
                                                       f"when its hidden tests run")
             statuses[key] = "error"
             continue
-        make_inputs = partial(decode_inputs, arrays, case["inputs"], f"{key}|input|")
-        statuses[key] = record_call(records, key, partial(_measure, function, make_inputs, case),
-                                    environment.call_timeout())
+        watch = Watch(partial(decode_inputs, arrays, case["inputs"], f"{key}|input|"))
+        statuses[key] = record_call(records, key, partial(measure_case, function, watch, case),
+                                    environment.call_timeout(), effects=watch.effects)
     return statuses

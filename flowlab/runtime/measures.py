@@ -8,7 +8,9 @@ library's reference implementation on the host, so both produce the same output 
 
     value        {"value": f(...)}
     grad         {"value": f(...), "grad.<param>": d f / d param for each parameter of inputs["model"]}
-    seeded_pair  {"first": f(...), "second": f(...)} with two equally seeded generators: reproducible?
+    seeded_pair  {"first": f(...), "second": f(...), "other": f(...)}: the first two with equally seeded
+                 generators (reproducible?), the third with every generator seeded one more (does the
+                 result follow the generator it is given, not a generator or seed of its own?)
     returned_velocity  {"value": f(...)(at_x, at_t)}: f returns a velocity function (guidance wrappers);
                  the inputs named ``at_x`` and ``at_t`` are where it is evaluated, not passed to f
     items        {"item0": f(...)[0], "item1": f(...)[1], ...}: f returns a tuple (e.g. ``(z, x1)`` pairs)
@@ -51,9 +53,18 @@ def measure_grad(function: Callable, make_inputs: Callable[[], Inputs], position
     return outputs
 
 
+def reseeded(inputs: Inputs) -> Inputs:
+    """The same inputs with every ``torch.Generator`` re-seeded to its initial seed + 1."""
+    for value in inputs.values():
+        if isinstance(value, torch.Generator):
+            value.manual_seed(value.initial_seed() + 1)
+    return inputs
+
+
 def measure_seeded_pair(function: Callable, make_inputs: Callable[[], Inputs], positional: int) -> dict[str, Any]:
     return {"first": call(function, make_inputs(), positional),
-            "second": call(function, make_inputs(), positional)}
+            "second": call(function, make_inputs(), positional),
+            "other": call(function, reseeded(make_inputs()), positional)}
 
 
 def measure_returned_velocity(function: Callable, make_inputs: Callable[[], Inputs], positional: int) -> dict[str, Any]:

@@ -16,12 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from flowlab.runtime.compare import diagnose
-from flowlab.runtime.measures import MEASURES
+from flowlab.runtime.hidden import measure_case
 from flowlab.runtime.record import Output, describe
 from flowlab.runtime.reference_set import ReferenceSet
+from flowlab.runtime.side_effects import Watch, findings
 
 
 def public_file(assignment: str) -> Path:
@@ -38,14 +37,17 @@ def failures(assignment: str, function_name: str, function: Callable) -> tuple[i
     messages = []
     for key in keys:
         case = references.case(key)
-        with torch.enable_grad():
-            produced = MEASURES[case["measure"]](function, lambda: references.make_inputs(key), case["positional"])
+        watch = Watch(lambda: references.make_inputs(key))
+        produced = measure_case(function, watch, case)
         outputs = {name: Output(*describe(value)) for name, value in produced.items()}
         check = references.check(key)
         verdict = check.evaluate(outputs, references.expected(key), case["expect"])
-        if not verdict.passed:
-            hint = diagnose(check, outputs, references.wrong_answers(key), case["expect"])
-            messages.append(f"{case['about'] or key}: {verdict.message}" + (f"\n    hint: {hint}" if hint else ""))
+        problems, hint = findings(function_name, watch.changed(), watch.used_global_random, case)
+        if not verdict.passed and hint is None:
+            hint = diagnose(check, outputs, references.wrong_answers(key), case["expect"], references.expected(key))
+        if not verdict.passed or problems or hint:
+            said = "; ".join(([] if verdict.passed else [verdict.message]) + problems) or "the values are right"
+            messages.append(f"{case['about'] or key}: {said}" + (f"\n    hint: {hint}" if hint else ""))
     return len(keys), messages
 
 

@@ -2,12 +2,14 @@
 
 One record per test case, in the record folder::
 
-    <key>.json     {"key", "status": "ok" | "error" | "timeout", "error", "outputs": {name: info}, ...}
+    <key>.json     {"key", "status": "ok" | "error" | "timeout", "error", "outputs": {name: info},
+                    "effects": {"changed": [input names], "global_random": bool}, ...}
     <key>.<name>.npy   the output's values (float64 for floating tensors), when it has values
 
 (``/`` in a key becomes ``__`` in file names.) ``info`` describes what the function returned,
 without judging it: ``{"type": "tensor", "dtype": "torch.float32", "shape": [64, 2], "device":
-"cpu", "requires_grad": false}``; the host decides whether that is right.
+"cpu", "requires_grad": false}``; ``effects`` what the call did besides returning (see
+``flowlab.runtime.side_effects``). The host decides whether any of it is right.
 
 In the sandbox, ``record_call`` runs one test call with a time limit, swallowing prints, progress
 bars and warnings (they never cost a point), and turns an exception into an ``error`` record.
@@ -79,7 +81,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_record(folder: Path, key: str, status: str, outputs: dict[str, Any] | None = None,
-                 error: str = "", seconds: float = 0.0) -> None:
+                 error: str = "", seconds: float = 0.0, effects: dict[str, Any] | None = None) -> None:
     """Write the record of case ``key``: its outputs' infos (JSON) and values (``.npy``)."""
     folder.mkdir(parents=True, exist_ok=True)
     stem, infos = file_stem(key), {}
@@ -92,6 +94,8 @@ def write_record(folder: Path, key: str, status: str, outputs: dict[str, Any] | 
             info["array"] = True
         infos[name] = info
     document = {"key": key, "status": status, "error": _short(error), "outputs": infos, "seconds": round(seconds, 3)}
+    if effects is not None:
+        document["effects"] = effects
     _write_atomic(folder / f"{stem}.json", json.dumps(document).encode())
 
 
@@ -135,9 +139,11 @@ def _describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def record_call(folder: Path, key: str, run: Callable[[], dict[str, Any]], timeout: float) -> str:
+def record_call(folder: Path, key: str, run: Callable[[], dict[str, Any]], timeout: float,
+                effects: Callable[[], dict[str, Any]] | None = None) -> str:
     """Run ``run()`` (one test call) under a time limit with prints and warnings discarded, and
-    record its outputs or its error; returns the status (``ok``, ``error`` or ``timeout``)."""
+    record its outputs (with ``effects()``, what the call did besides) or its error; returns the
+    status (``ok``, ``error`` or ``timeout``)."""
     start = time.perf_counter()
     sink = _Discard()
     try:
@@ -145,13 +151,14 @@ def record_call(folder: Path, key: str, run: Callable[[], dict[str, Any]], timeo
                 contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             outputs = run()
+            noted = effects() if effects is not None else None
     except CallTimeout as error:
         write_record(folder, key, "timeout", error=str(error), seconds=time.perf_counter() - start)
         return "timeout"
     except (Exception, SystemExit) as error:  # the student's bug, reported in the feedback
         write_record(folder, key, "error", error=_describe_error(error), seconds=time.perf_counter() - start)
         return "error"
-    write_record(folder, key, "ok", outputs, seconds=time.perf_counter() - start)
+    write_record(folder, key, "ok", outputs, seconds=time.perf_counter() - start, effects=noted)
     return "ok"
 
 
@@ -181,6 +188,8 @@ class Record:
     status: str
     error: str = ""
     outputs: dict[str, Output] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    global_random: bool = False
 
 
 def _read_file(folder_fd: int, name: str, limit: int) -> bytes | None:
@@ -214,6 +223,21 @@ def _clean_info(info: Any) -> dict:
     return clean
 
 
+def _clean_effects(effects: Any) -> tuple[list[str], bool]:
+    """``(changed input names, global random used)`` from a record's ``effects``: at most 16 names,
+    each a short identifier (they are shown to the student)."""
+    if not isinstance(effects, dict):
+        raise ValueError("the record's effects are not an object")
+    changed = effects.get("changed", [])
+    if not isinstance(changed, list) or len(changed) > 16 or \
+            not all(isinstance(name, str) and name.isidentifier() and len(name) <= 60 for name in changed):
+        raise ValueError("the record's changed inputs are not a short list of names")
+    global_random = effects.get("global_random", False)
+    if not isinstance(global_random, bool):
+        raise ValueError("the record's global_random is not true or false")
+    return changed, global_random
+
+
 def read_record(folder_fd: int, key: str) -> Record:
     """The record of case ``key`` from the open record folder ``folder_fd``."""
     stem = file_stem(key)
@@ -236,6 +260,7 @@ def read_record(folder_fd: int, key: str) -> Record:
                 data = _read_file(folder_fd, f"{stem}.{name}.npy", MAX_ARRAY_BYTES)
                 values = None if data is None else _load_array(data)
             result.outputs[str(name)] = Output(info, values)
+        result.changed, result.global_random = _clean_effects(document.get("effects", {}))
         return result
     except (ValueError, UnicodeDecodeError, json.JSONDecodeError) as error:
         return Record(key, "invalid", _short(f"unreadable record: {error}"))
