@@ -82,3 +82,13 @@ def test_public_tests_of_another_function_do_not_count(shell):
 ])
 def test_a_public_test_cell_is_recognised_by_its_check_call(source, function, expected):
     assert runs_public_tests_of(source, function) is expected
+
+
+def test_the_verdict_is_shown_without_a_traceback(shell):
+    """IPython (and so the kernel's error output that Validate shows) prints only the message."""
+    shell.run_cell(SOLUTIONS["not written"])
+    shell.run_cell(PUBLIC_CELL)
+    error = shell.run_cell(GRADE_LINE).error_in_exec
+    lines = [line.replace("\x1b[0;31m", "").replace("\x1b[0m", "") for line in error._render_traceback_()]
+    assert lines == ["AssertionError: interpolate: not written yet (raises NotImplementedError)"]
+    assert isinstance(error, AssertionError)

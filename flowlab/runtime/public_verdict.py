@@ -20,6 +20,16 @@ import re
 MESSAGE_LINES = 6          # of the public tests' error, quoted in the verdict
 
 
+class PublicTestsNotPassed(AssertionError):
+    """The verdict, shown without a traceback: IPython prints what ``_render_traceback_`` returns
+    instead of the frames (which would only point into this module), and nbgrader's Validate dialog
+    shows the same lines, so a student reads the message at once."""
+
+    def _render_traceback_(self) -> list[str]:
+        first, *rest = str(self).splitlines()
+        return [f"\x1b[0;31mAssertionError\x1b[0m: {first}", *rest]
+
+
 def _last_run():
     """IPython's result of the cell run before the current one, or None outside IPython."""
     try:
@@ -58,8 +68,8 @@ def verdict(function_name: str, last_run) -> str | None:
 
 
 def require(function_name: str) -> None:
-    """Raise ``AssertionError`` unless ``function_name``'s public test cell ran just before and passed."""
+    """Raise ``PublicTestsNotPassed`` (an ``AssertionError``) unless ``function_name``'s public test cell ran just before and passed."""
     problem = verdict(function_name, _last_run())
     if problem is not None:
-        raise AssertionError(problem)
+        raise PublicTestsNotPassed(problem)
     print(f"{function_name} passes its public tests; its hidden tests run when the notebook is graded")
