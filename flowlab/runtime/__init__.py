@@ -5,8 +5,10 @@ package ``flowlab_grader``) drives it from outside and is never imported from he
 
     environment     the contract with the grading host: environment variables (``grading_mode()``)
     public          ``public.check``: the public test cells
+    public_verdict  ``public_verdict.require``: the public tests' verdict, repeated in the grade cell
     hidden          ``hidden.run``: the hidden test cells (records outputs; judges nothing)
     record          calls a student's function with limits, writes and reads records
+    side_effects    what a test call did besides returning (inputs changed, the global stream used)
     codec           test inputs as plain arrays, and back
     fixtures        models of known output used as test inputs (affine, tanh, classifier)
     measures        what is recorded of a call (value, gradient, a returned velocity, ...)
