@@ -9,16 +9,22 @@ two candidates, an unknown assignment, a file too large, a symlink, a broken zip
 one, with ``problem`` saying why, so that every submission gets a row in ``grades.csv``. With
 ``only`` given, every student gets a row for that assignment (``missing`` if absent).
 Symbolic links are never followed: a submission cannot point the grader at other files.
+
+A notebook's saved outputs play no part in grading (the notebook is run again), so they are
+dropped as it is read, as nbgrader clears them (``without_outputs``); the size limit is on what
+is graded, the cells' source, so that no student loses marks for what their figures weigh.
 """
 from __future__ import annotations
 
+import json
 import re
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-MAX_NOTEBOOK_BYTES = 32 * 2**20
+MAX_FILE_BYTES = 1024 * 2**20       # read at all (outputs included): a guard for memory, not a rule
+MAX_SOURCE_BYTES = 8 * 2**20        # the cells' source, what is graded
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 IGNORED = (".ipynb_checkpoints", "__MACOSX")
 
@@ -48,9 +54,50 @@ def _pick(candidates: dict[str, int], assignment: str) -> tuple[str | None, str]
         return None, "no notebook (.ipynb) submitted"
     if len(chosen) > 1:
         return None, f"several notebooks, none named {assignment}.ipynb: {', '.join(sorted(chosen))[:200]}"
-    if candidates[chosen[0]] > MAX_NOTEBOOK_BYTES:
-        return None, f"the notebook is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB"
+    if candidates[chosen[0]] > MAX_FILE_BYTES:
+        return None, f"the notebook file is larger than {MAX_FILE_BYTES // 2**20} MiB, even with its outputs"
     return chosen[0], ""
+
+
+def _source_bytes(cell: dict) -> int:
+    source = cell.get("source", "")
+    return len(("".join(source) if isinstance(source, list) else str(source)).encode("utf-8", "replace"))
+
+
+def without_outputs(data: bytes) -> tuple[bytes | None, str]:
+    """``(notebook, problem)``: the notebook ``data`` with every code cell's outputs and execution
+    count and every cell's attachments dropped (``data`` itself when there were none), or
+    ``(None, why)`` when the cells' source is larger than ``MAX_SOURCE_BYTES``. What is not a
+    notebook passes unchanged: reading it for grading says what is wrong with it."""
+    try:
+        notebook = json.loads(data)
+    except (ValueError, RecursionError):
+        notebook = None
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        measured = len(data)          # no cells to tell source from outputs: the file is all source
+    else:
+        measured = sum(_source_bytes(cell) for cell in cells)
+    if measured > MAX_SOURCE_BYTES:
+        return None, (f"the notebook's cells hold more than {MAX_SOURCE_BYTES // 2**20} MiB of code and text "
+                      f"(saved outputs do not count)")
+    if not isinstance(cells, list):
+        return data, ""
+    stripped = False
+    for cell in cells:
+        if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+            cell["outputs"], cell["execution_count"] = [], None
+            stripped = True
+        if cell.pop("attachments", None) is not None:
+            stripped = True
+    return (json.dumps(notebook, indent=1, ensure_ascii=False).encode() + b"\n" if stripped else data), ""
+
+
+def _notebook(student: str, assignment: str, data: bytes | None, problem: str) -> Submission:
+    """The submission of a chosen notebook's bytes (``data``), outputs dropped."""
+    if data is not None:
+        data, problem = without_outputs(data)
+    return Submission(student, assignment, data, problem)
 
 
 def _from_folder(student: str, folder: Path, assignment: str) -> Submission:
@@ -60,7 +107,7 @@ def _from_folder(student: str, folder: Path, assignment: str) -> Submission:
             return Submission(student, assignment, problem=f"{path.name} is not a regular file (a link?)")
         candidates[path.relative_to(folder).as_posix()] = path.lstat().st_size
     chosen, problem = _pick(candidates, assignment)
-    return Submission(student, assignment, (folder / chosen).read_bytes() if chosen else None, problem)
+    return _notebook(student, assignment, (folder / chosen).read_bytes() if chosen else None, problem)
 
 
 def _from_zip(student: str, path: Path, known: list[str]) -> list[Submission]:
@@ -74,7 +121,7 @@ def _from_zip(student: str, path: Path, known: list[str]) -> list[Submission]:
                 if not inside:
                     continue
                 chosen, problem = _pick(inside, assignment)
-                found.append(Submission(student, assignment, archive.read(chosen) if chosen else None, problem))
+                found.append(_notebook(student, assignment, archive.read(chosen) if chosen else None, problem))
             return found
     except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as error:
         return [Submission(student, known[0] if len(known) == 1 else "?", problem=f"unreadable zip file: {error}"[:200])]
