@@ -1,109 +1,187 @@
-"""The sandbox without a kernel: what a sandboxed process can see, write, reach and use (seconds)."""
+"""The sandbox without a kernel (real bubblewrap, no mocks): what a sandboxed process can see,
+write, reach and use. A hostile script searches the whole file system for a decoy copy of the
+course planted outside the checkout, and finds nothing."""
 import json
 import os
 import resource
+import secrets
+import shutil
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from flowlab_grader import sandbox
-from flowlab_grader.course import course_dir, repository_dir
+from flowlab_grader import allowlist, sandbox
+from flowlab_grader.course import repository_dir
+from grading_hostile import SEARCH, plant_decoy, remove_decoy
 
 PROBE = """
 import json, os, resource, socket, sys
-report = {"uid": os.getuid(), "cwd": os.getcwd(), "home": os.environ["HOME"],
+report = {"uid": os.getuid(), "cwd": os.getcwd(), "home": os.environ["HOME"], "root": sorted(os.listdir("/")),
           "nouser": os.environ.get("PYTHONNOUSERSITE"), "inherited": "SECRET_TOKEN" in os.environ,
-          "repository": sorted(os.listdir(sys.argv[1])) if os.path.isdir(sys.argv[1]) else None,
-          "sees_course": os.path.exists(sys.argv[2]),
           "sees_bundle": os.path.exists(os.environ["PYTHONPATH"] + "/flowlab/__init__.py"),
-          "tmp": sorted(os.listdir("/tmp")),
-          "limits": {name: resource.getrlimit(getattr(resource, name))[0] for name in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE")}}
+          "limits": {name: resource.getrlimit(getattr(resource, name))[0]
+                     for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NPROC", "RLIMIT_FSIZE")}}
 try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[3])), timeout=2).close()
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
     report["network"] = True
 except OSError:
     report["network"] = False
-with open("written.txt", "w") as handle:
-    handle.write("mine")
+report["wrote"] = []
+for target in ["written.txt", *sys.argv[2:]]:
+    try:
+        with open(target, "w") as handle:
+            handle.write("mine")
+        report["wrote"].append(target)
+    except OSError:
+        pass
 print(json.dumps(report))
 """
+LIMITS = sandbox.Limits(memory=3 * 2**30, processes=50, file_size=2**20)
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sandbox")
+def work():
+    """Like ``flowlab grade``'s work folder: passable (0711) from / down, so that an unisolated job,
+    which runs as its own user, can enter its working copy (pytest's own folder is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="flowlab-sandbox-test-"))
     os.chmod(folder, 0o711)
-    return folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def level(work):
-    return sandbox.probe_isolation(work, sandbox.Limits()).level
+def isolation(work):
+    """The probe imports torch and nbclient in the sandbox as the job's user: bwrap must pass it."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap): nothing to isolate with")
+    return sandbox.probe_isolation(work, sandbox.Limits())
 
 
-def run_probe(work, level, name="job"):
+@pytest.fixture(scope="module")
+def token():
+    return secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def decoys(token, tmp_path_factory):
+    """Copies of the course outside the checkout: next to it, in /var/tmp, /srv and the host's /tmp."""
+    places = [repository_dir().parent, Path("/var/tmp"), Path("/srv"), tmp_path_factory.getbasetemp()]
+    roots = [Path(tempfile.mkdtemp(prefix="flowlab-decoy-", dir=place)) for place in places
+             if place.is_dir() and os.access(place, os.W_OK)]
+    tops = [plant_decoy(root, token) for root in roots]
+    yield tops
+    for root in roots:
+        remove_decoy(root)
+
+
+def job(work, name, uid_index):
     box, bundle = work / name / "box", work / name / "bundle"
     for path in (box / "home", box / "tmp", bundle / "flowlab"):
         path.mkdir(parents=True)
     (bundle / "flowlab" / "__init__.py").write_text("")
-    job = sandbox.Job(box, bundle, sandbox.uid_for(hash(name) % 1000), sandbox.default_hide())
-    sandbox.prepare_box_permissions(job)
+    run = sandbox.Job(box, bundle, sandbox.uid_for(uid_index))
+    sandbox.prepare_box_permissions(run)
+    return run
+
+
+def run_script(work, level, name, script, args, uid_index=1, timeout=60):
+    run = job(work, name, uid_index)
+    outcome = sandbox.run(run, level, ["-c", script, *args], LIMITS, work / name / "log.txt", timeout=timeout)
+    log = (work / name / "log.txt").read_text()
+    assert outcome.returncode == 0, log
+    return json.loads(log.strip().splitlines()[-1]), run
+
+
+def test_bwrap_isolates_here_and_grading_json_says_how(isolation):
+    report = isolation.report(LIMITS)
+    assert isolation.level == "bwrap" and report["filesystem"].startswith("allowlist")
+    assert report["network"].startswith("off") and report["memory"].startswith("RLIMIT_DATA 3 GiB")
+    shown = " ".join(report["visible"])
+    assert os.path.realpath(sys.prefix) in shown and f"{repository_dir()} " not in shown
+
+
+def test_a_whole_filesystem_search_finds_no_copy_of_the_course(work, isolation, decoys, token):
+    """Decoy references, cases, .git and submissions outside the checkout, another job's working
+    copy next to this one: none is found. The search does find what the sandbox may see (a
+    token-named .npz planted in the bundle), so it is able to find the decoys."""
+    other = job(work, "other", 2)
+    (other.box / f"alice-{token}.ipynb").write_text(token)
+    sandbox.prepare_box_permissions(other)
+    bundle = work / "search" / "bundle" / "data"
+    bundle.mkdir(parents=True)
+    shutil.copy(decoys[0] / "autograder" / "references" / "01_flow_matching.npz", bundle / f"public-{token}.npz")
+    report, _ = run_script(work, isolation.level, "search", SEARCH, [token], timeout=600)
+    print({key: value if isinstance(value, int) else len(value) for key, value in report.items()})
+    assert report["token"] == [f"/tmp/bundle/data/public-{token}.npz"]
+    assert [path for path, _ in report["npz"] if any(token in member for member in _)] == report["token"]
+    assert report["git"] == [] and report["autograder"] == [] and report["cases"] == []
+    python = tuple(folder + "/" for folder in allowlist.python_install())
+    assert [path for path in report["notebooks"] if not path.startswith(python)] == []   # nbgrader's test data
+    assert report["files"] > 10_000
+
+
+def test_python_works_inside_and_nothing_else_of_the_host_is_reachable(work, isolation, token):
     server = socket.create_server(("127.0.0.1", 0))
-    limits = sandbox.Limits(memory=3 * 2**30, processes=50, file_size=2**20)
+    outside = [f"/tmp/pwned-{token}", f"/var/tmp/pwned-{token}", f"/dev/shm/pwned-{token}",
+               f"/tmp/bundle/pwned-{token}", f"{repository_dir()}/pwned-{token}", f"/pwned-{token}"]
     os.environ["SECRET_TOKEN"] = "x"
     try:
-        outcome = sandbox.run(job, level, ["-c", PROBE, str(repository_dir()), str(course_dir()),
-                                           str(server.getsockname()[1])], limits, work / name / "log.txt", timeout=60)
+        report, run = run_script(work, isolation.level, "probe", PROBE, [str(server.getsockname()[1]), *outside])
     finally:
         del os.environ["SECRET_TOKEN"]
         server.close()
-    log = (work / name / "log.txt").read_text()
-    assert outcome.returncode == 0, log
-    return json.loads(log.strip().splitlines()[-1]), box
+    assert report["cwd"] == sandbox.BOX_IN_SANDBOX and report["home"] == f"{sandbox.BOX_IN_SANDBOX}/home"
+    assert not report["network"] and not report["inherited"] and report["nouser"] == "1" and report["sees_bundle"]
+    python = {Path(folder).parts[1] for folder in allowlist.python_install()}
+    system = {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "dev", "proc", "tmp", "sys"}
+    assert set(report["root"]) <= system | python, "only the system, the Python installation and /tmp"
+    assert report["limits"]["RLIMIT_DATA"] == 3 * 2**30 and report["limits"]["RLIMIT_FSIZE"] == 2**20
+    assert report["limits"]["RLIMIT_AS"] == resource.RLIM_INFINITY, "an address-space limit keeps CUDA from starting"
+    if os.geteuid() == 0:
+        assert report["uid"] not in (0, os.getuid()) and report["limits"]["RLIMIT_NPROC"] == 50
+    assert (run.box / "written.txt").read_text() == "mine"
+    reached = [path for path in outside if os.path.exists(path)]
+    for path in reached:
+        os.remove(path)
+    assert not reached, "a write outside the working copy reached the host"
 
 
-def test_the_strongest_level_is_found(level):
+def test_jobs_cannot_read_each_other(work, isolation):
     if os.geteuid() != 0:
-        assert level == "limits"
-    elif sys.platform.startswith("linux"):
-        assert level in ("namespaces", "user")
+        pytest.skip("without root every job runs as the caller; only the allowlist keeps them apart")
+    first, second = job(work, "first", 3), job(work, "second", 4)
+    assert (first.box.stat().st_mode & 0o777) == 0o700 and first.box.stat().st_uid == first.uid
+    assert first.uid != second.uid and second.box.stat().st_uid == second.uid
 
 
-def test_a_sandboxed_process_sees_only_its_copy_and_the_bundle(work, level):
-    if level == "limits":
-        pytest.skip("needs root")
-    report, box = run_probe(work, level)
-    assert report["limits"] == {"RLIMIT_AS": 3 * 2**30, "RLIMIT_NPROC": 50, "RLIMIT_FSIZE": 2**20}
-    assert report["uid"] != 0 and report["uid"] != os.getuid()
-    if level == "namespaces":
-        # A checkout under /tmp (a CI clone) keeps its top folder there: the Python environment in it
-        # is bound back, and the next assertion checks that nothing else of the repository shows.
-        repository = os.path.realpath(repository_dir())
-        on_tmp = [os.path.relpath(repository, "/tmp").split(os.sep)[0]] if repository.startswith("/tmp/") else []
-        assert report["cwd"] == sandbox.BOX_IN_SANDBOX and report["tmp"] == sorted(["bundle", "submission", *on_tmp])
-        venv = os.path.relpath(sys.prefix, repository_dir())
-        assert report["repository"] in (None, [], [venv.split(os.sep)[0]]), "only the Python environment stays"
-        assert not report["sees_course"]
-        assert not report["network"]
+def test_without_bwrap_grading_refuses_unless_allowed(work, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))            # a machine where bwrap is not installed
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*--allow-unisolated"):
+        sandbox.probe_isolation(work, LIMITS)
+    allowed = sandbox.probe_isolation(work, LIMITS, allow_unisolated=True)
+    assert allowed.level == "unisolated" and "not installed" in allowed.reason
+    report = allowed.report(LIMITS)
+    assert report["filesystem"].startswith("none") and report["network"].startswith("on")
 
 
-def test_the_limits_level_limits_and_cleans_the_environment(work):
-    report, box = run_probe(work, "limits", "plain")
-    assert report["limits"]["RLIMIT_AS"] == 3 * 2**30 and report["limits"]["RLIMIT_FSIZE"] == 2**20
-    assert report["nouser"] == "1" and not report["inherited"] and report["home"] == str(box / "home")
-    assert report["sees_bundle"] and (box / "written.txt").read_text() == "mine"
+def test_unisolated_still_limits_and_cleans_the_environment(work):
+    os.environ["SECRET_TOKEN"] = "x"
+    try:
+        report, run = run_script(work, "unisolated", "plain", PROBE, ["1"], uid_index=5)
+    finally:
+        del os.environ["SECRET_TOKEN"]
+    assert report["limits"]["RLIMIT_DATA"] == 3 * 2**30 and report["limits"]["RLIMIT_FSIZE"] == 2**20
+    assert report["nouser"] == "1" and not report["inherited"] and report["home"] == str(run.box / "home")
+    assert report["sees_bundle"] and (run.box / "written.txt").read_text() == "mine"
 
 
-def test_jobs_cannot_read_each_other(work, level):
-    if level == "limits":
-        pytest.skip("needs root")
-    _, box = run_probe(work, level, "first")
-    assert (box.stat().st_mode & 0o777) == 0o700 and box.stat().st_uid != 0
-    assert box.stat().st_uid != sandbox.uid_for(hash("second") % 1000)
-
-
-def test_limits_cover_address_space_processes_and_file_size():
-    limits = sandbox.Limits(memory=2**30, processes=10, file_size=2**20).rlimits()
-    assert {name for name in limits} >= {"RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_CORE"}
+@pytest.mark.parametrize("own_user", [True, False])
+def test_limits_cover_data_processes_and_file_size(own_user):
+    limits = sandbox.Limits(memory=2**30, processes=10, file_size=2**20).rlimits(own_user)
+    assert limits["RLIMIT_DATA"] == 2**30 and "RLIMIT_AS" not in limits
+    assert ("RLIMIT_NPROC" in limits) == own_user, "RLIMIT_NPROC would count the grader's own processes"
+    assert {"RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_CORE"} <= set(limits)
     assert all(hasattr(resource, name) for name in limits)

@@ -8,7 +8,7 @@ outside: ``flowlab`` never imports it, and the student release copies ``flowlab`
     references   ``flowlab references``: hidden and public expected outputs
     release      ``flowlab release``: the student bundle (library copied whole, graded functions
                  stubbed) and the student notebooks; ``stubs`` and ``leaks`` serve it
-    grade        ``flowlab grade``: phase 1 in the sandbox (``sandbox``, ``jail``), phase 2 on the
+    grade        ``flowlab grade``: phase 1 in the sandbox (``sandbox``, ``allowlist``, ``jail``), phase 2 on the
                  host (``scoring``, ``feedback``, ``gradebook``); ``submissions`` finds the work
     rehearse     ``flowlab rehearse``: the solutions against the student release, timed
     commands     the ``flowlab`` subcommands above, registered through the ``flowlab.commands``

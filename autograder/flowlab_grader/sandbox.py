@@ -9,8 +9,9 @@ Two levels; ``probe_isolation`` checks that the first one works here before a ba
                  as a user of its own (one uid per submission); without root, as the caller, in an
                  unprivileged user namespace.
     unisolated   only with ``allow_unisolated`` (``flowlab grade --allow-unisolated``), where bwrap
-                 is missing or cannot make namespaces: the notebook sees the host's whole file
-                 system and network; as root it still runs as a user of its own.
+                 is missing or cannot make namespaces: the notebook runs as the grader's user and
+                 sees the host's whole file system and network (a user of its own could not even
+                 start a Python installed under root's 0700 home); the limits still hold.
 
 Both levels start the job through the launcher ``flowlab_grader.jail``, which sets the resource
 limits (data segment, processes, file size, CPU time, open files, no core dumps) and becomes the
@@ -83,7 +84,8 @@ class Isolation:
 
     def report(self, limits: Limits) -> dict:
         """What the notebooks could and could not reach, for ``grading.json`` and the terminal."""
-        isolated, root = self.level == "bwrap", os.geteuid() == 0
+        isolated = self.level == "bwrap"
+        root = isolated and os.geteuid() == 0
         return {
             "level": self.level,
             "filesystem": "allowlist (bubblewrap): nothing else of the host" if isolated else
@@ -134,9 +136,9 @@ def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple
     """The command line that runs ``python <argv_tail>`` for ``job`` at ``level``, and the
     environment to start it with: bwrap with the allowlist, then the launcher, then the notebook's
     Python; or, unisolated, the launcher alone."""
-    as_root = os.geteuid() == 0
-    own_user = job.uid if as_root else None
     isolated = level == "bwrap"
+    as_root = os.geteuid() == 0
+    own_user = job.uid if as_root and isolated else None
     box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if isolated else (str(job.box), str(job.bundle))
     notebook_environment = sandbox_environment(box, bundle, limits)
     spec = {"limits": limits.rlimits(own_user is not None), "uid": own_user, "cwd": box,
@@ -156,7 +158,7 @@ def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, t
     argv, host_environment = command(job, level, argv_tail, limits)
     start = time.monotonic()
     returncode, timed_out = run_detached(argv, log, timeout, host_environment,
-                                         uid=job.uid if os.geteuid() == 0 else None)
+                                         uid=job.uid if os.geteuid() == 0 and level == "bwrap" else None)
     return Outcome(returncode, timed_out, time.monotonic() - start)
 
 
