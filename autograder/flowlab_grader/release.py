@@ -154,7 +154,8 @@ def build_release(out: Path, through: int | None = None) -> dict:
             shutil.copy2(repository_dir() / name, out / name)
     (out / "README.md").write_text(
         "# flowlab: the course notebooks\n\nInstall, then open the notebooks in JupyterLab:\n\n"
-        "```bash\npip install -e .  # or: conda env create -f environment.yml\njupyter lab notebooks/\n```\n\n"
+        "```bash\npip install -e .  # or: conda env create -f environment.yml\n"
+        "python -m flowlab.lab notebooks/   # JupyterLab with nbgrader's Validate, without its instructor tools\n```\n\n"
         "Conventions: t in [0, 1], t = 0 is noise, t = 1 is data. Functions that a notebook asks you to write "
         "raise NotImplementedError in the library until that notebook is due.\n")
     make_readable(out)
