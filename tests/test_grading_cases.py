@@ -6,10 +6,12 @@
 - every plausible wrong answer misses every case of its function by >= 100x the tolerance (unless
   the case declares itself blind to it);
 - every wrong answer is diagnosed with its own hint in some case and never with another's;
+- a float64 case computed in float32 fails with the float32 hint;
 - the solution in the source notebook passes every case (run here, in-process, without a kernel);
 - the references on disk are what ``flowlab references`` would write now;
 - every hidden case is scored by a grade cell of the source notebook, and every grade cell scores some.
 """
+import copy
 import re
 
 import nbformat
@@ -19,6 +21,7 @@ import torch
 
 from flowlab_grader.cases import CALIBRATION_FACTOR, load_cases
 from flowlab.runtime.codec import cast_inputs
+from flowlab.runtime.compare import FLOAT32_HINT
 from flowlab_grader.course import assignments
 from flowlab.runtime.hidden import measure_case
 from flowlab.runtime.record import Output, Record, describe
@@ -131,6 +134,37 @@ def test_each_wrong_answer_gets_its_own_hint_and_no_other(name, function, varian
             if not case.public and wrong.message in result.message:
                 named.append(case.key)
     assert named, f"no hidden case tells {variant} apart from the other mistakes"
+
+
+def in_float32(function):
+    """``function`` computed in float32 on float64 inputs, its results cast back to float64 (a
+    student's ``torch.zeros(n)`` or ``.float()`` along the way)."""
+    def cast(value, dtype):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(dtype)
+        return copy.deepcopy(value).to(dtype) if isinstance(value, torch.nn.Module) else value
+
+    def computed(*args, **kwargs):
+        result = function(*(cast(a, torch.float32) for a in args), **{k: cast(v, torch.float32) for k, v in kwargs.items()})
+        if callable(result) and not isinstance(result, torch.Tensor):       # a returned velocity
+            return lambda x, t: cast(result(cast(x, torch.float32), cast(t, torch.float32)), torch.float64)
+        return tuple(cast(v, torch.float64) for v in result) if isinstance(result, tuple) else cast(result, torch.float64)
+    return computed
+
+
+FLOAT64 = [(name, case) for name, case in ALL
+           if all(item.get("dtype") == "torch.float64" for item in _references(name, case).case(case.key)["expect"].values())]
+
+
+@pytest.mark.parametrize("name, case", FLOAT64, ids=[case.key for _, case in FLOAT64])
+def test_float64_results_computed_in_float32_are_told_so(name, case):
+    result = graded(name, case, in_float32(CASES[name].function(case.function).reference()))
+    assert result.passed or result.hint == FLOAT32_HINT, result.message
+
+
+def test_some_float64_case_fails_in_float32():
+    assert sum(not graded(name, case, in_float32(CASES[name].function(case.function).reference())).passed
+               for name, case in FLOAT64) >= len(ASSIGNMENTS)
 
 
 def solution_namespace(assignment, mutation=None) -> dict:
