@@ -7,6 +7,7 @@ import resource
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,7 @@ for target in ["written.txt", *sys.argv[2:]]:
 print(json.dumps(report))
 """
 LIMITS = sandbox.Limits(memory=3 * 2**30, processes=50, file_size=2**20)
+SYSTEM = {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "dev", "proc", "tmp", "sys"}
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +138,9 @@ def test_python_works_inside_and_nothing_else_of_the_host_is_reachable(work, iso
     assert report["cwd"] == sandbox.BOX_IN_SANDBOX and report["home"] == f"{sandbox.BOX_IN_SANDBOX}/home"
     assert not report["network"] and not report["inherited"] and report["nouser"] == "1" and report["sees_bundle"]
     python = {Path(folder).parts[1] for folder in allowlist.python_install()}
-    system = {"bin", "sbin", "lib", "lib64", "lib32", "libx32", "usr", "etc", "dev", "proc", "tmp", "sys"}
-    assert set(report["root"]) <= system | python, "only the system, the Python installation and /tmp"
+    assert set(report["root"]) <= SYSTEM | python, "only the system, the Python installation and /tmp"
     assert report["limits"]["RLIMIT_DATA"] == 3 * 2**30 and report["limits"]["RLIMIT_FSIZE"] == 2**20
-    assert report["limits"]["RLIMIT_AS"] == resource.RLIM_INFINITY, "an address-space limit keeps CUDA from starting"
+    assert report["limits"]["RLIMIT_AS"] == resource.RLIM_INFINITY, "an address-space limit stops CUDA"
     if os.geteuid() == 0:
         assert report["uid"] not in (0, os.getuid()) and report["limits"]["RLIMIT_NPROC"] == 50
     assert (run.box / "written.txt").read_text() == "mine"
@@ -147,6 +148,38 @@ def test_python_works_inside_and_nothing_else_of_the_host_is_reachable(work, iso
     for path in reached:
         os.remove(path)
     assert not reached, "a write outside the working copy reached the host"
+
+
+UNPRIVILEGED = """
+import json, os, sys
+from pathlib import Path
+from flowlab_grader import sandbox
+work = Path(sys.argv[1])
+job = sandbox.Job(work / "box", work / "bundle", 0)
+for path in (job.box / "home", job.bundle):
+    path.mkdir(parents=True)
+code = "import json, os; print(json.dumps([os.getuid(), os.getcwd(), sorted(os.listdir('/'))]))"
+outcome = sandbox.run(job, "bwrap", ["-c", code], sandbox.Limits(), work / "log.txt", 60)
+print((work / "log.txt").read_text().strip().splitlines()[-1])
+"""
+
+
+def test_without_root_the_caller_gets_the_same_allowlist(work, isolation):
+    """A TA without root: the grader runs as nobody, with the system's Python (root's pyenv is
+    out of its reach), and bwrap isolates it in an unprivileged user namespace."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root (to become nobody) and a system Python at /usr/bin/python3")
+    folder = work / "unprivileged"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    path = f"{repository_dir() / 'autograder'}:{repository_dir()}"
+    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": path, "HOME": str(folder)}
+    done = subprocess.run(["/usr/bin/python3", "-c", UNPRIVILEGED, str(folder)], user=65534, group=65534,
+                          extra_groups=[], env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    uid, cwd, root = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (uid, cwd) == (65534, sandbox.BOX_IN_SANDBOX)
+    assert set(root) <= SYSTEM, "only the system (the system Python lives in /usr) and /tmp"
 
 
 def test_jobs_cannot_read_each_other(work, isolation):

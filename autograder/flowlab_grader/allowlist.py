@@ -110,8 +110,8 @@ def bwrap_argv(program: str, box: Path, bundle: Path, etc: Path, environment: di
     (``flowlab_grader.jail``) to become the job's user for good. Without root it needs a user
     namespace (unprivileged, as the caller), and forbids nested ones."""
     if as_root:
-        argv = [program, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-                "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        argv = [program, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         argv = [program, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
                 "--uid", str(os.getuid()), "--gid", str(os.getgid())]

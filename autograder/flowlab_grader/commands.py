@@ -53,8 +53,8 @@ def run_grade(args: argparse.Namespace) -> int:
                     memory=int(args.memory_gib * 2**30))
     start = time.perf_counter()
     try:
-        results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits, only=args.assignment,
-                        keep_work=args.keep_work, allow_unisolated=args.allow_unisolated)
+        results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits,
+                        only=args.assignment, keep_work=args.keep_work, allow_unisolated=args.allow_unisolated)
     except SandboxUnavailable as error:
         print(f"flowlab grade: {error}", file=sys.stderr)
         return 2

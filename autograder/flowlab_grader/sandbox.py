@@ -43,11 +43,11 @@ LEVELS = ("bwrap", "unisolated")
 GRACE_SECONDS = 60.0
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; "
                 "conda-forge: bubblewrap)")
-USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl kernel.unprivileged_userns_clone=1; "
-               "Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0; everywhere: "
-               "user.max_user_namespaces > 0), or grade as root")
-CONTAINER_HINT = ("in a container, namespaces need e.g. docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined "
-                  "--security-opt apparmor=unconfined; or grade on the host")
+USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl "
+               "kernel.unprivileged_userns_clone=1; Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0; "
+               "everywhere: user.max_user_namespaces > 0), or grade as root")
+CONTAINER_HINT = ("in a container, namespaces need e.g. docker run --cap-add SYS_ADMIN "
+                  "--security-opt seccomp=unconfined --security-opt apparmor=unconfined; or grade on the host")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -86,12 +86,13 @@ class Isolation:
         """What the notebooks could and could not reach, for ``grading.json`` and the terminal."""
         isolated = self.level == "bwrap"
         root = isolated and os.geteuid() == 0
+        shown = allowlist.visible(Path("<working copy>"), Path("<student bundle>")) if isolated else ["the whole host"]
         return {
             "level": self.level,
             "filesystem": "allowlist (bubblewrap): nothing else of the host" if isolated else
                           "none: a notebook reads whatever its user can read on this machine",
-            "visible": allowlist.visible(Path("<working copy>"), Path("<student bundle>")) if isolated else ["the whole host"],
-            "user": f"one per submission (uids from {uid_for(0)})" if root else f"the grader's own (uid {os.getuid()})",
+            "visible": shown,
+            "user": f"one per submission (uids from {uid_for(0)})" if root else f"the grader's (uid {os.getuid()})",
             "network": "off (own network namespace, loopback only)" if isolated else "on (the host's)",
             "processes": ("own PID namespace; " if isolated else "")
                          + (f"RLIMIT_NPROC {limits.processes}" if root else "RLIMIT_NPROC not set (shared user)"),
