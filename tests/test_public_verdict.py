@@ -92,3 +92,11 @@ def test_the_verdict_is_shown_without_a_traceback(shell):
     lines = [line.replace("\x1b[0;31m", "").replace("\x1b[0m", "") for line in error._render_traceback_()]
     assert lines == ["AssertionError: interpolate: not written yet (raises NotImplementedError)"]
     assert isinstance(error, AssertionError)
+
+
+def test_a_stubbed_library_function_is_not_mistaken_for_the_students_placeholder(shell):
+    """A library function due in a later notebook raises NotImplementedError with a message."""
+    stubbed = 'def interpolate(x0, x1, t):\n    raise NotImplementedError("implemented in notebook 02_ode_samplers")'
+    error = grade_cell_error(shell, stubbed, PUBLIC_CELL)
+    assert error == ("interpolate fails its public tests (the cell above):\n"
+                     "NotImplementedError: implemented in notebook 02_ode_samplers"), error
