@@ -19,8 +19,8 @@ from flowlab_grader.course import repository_dir
 from grading_hostile import SEARCH, plant_decoy, remove_decoy
 
 PROBE = """
-import json, os, resource, socket, sys
-report = {"uid": os.getuid(), "cwd": os.getcwd(), "home": os.environ["HOME"], "root": sorted(os.listdir("/")),
+import json, os, pwd, resource, socket, sys
+report = {"uid": os.getuid(), "account": pwd.getpwuid(os.getuid()).pw_name, "cwd": os.getcwd(), "home": os.environ["HOME"], "root": sorted(os.listdir("/")),
           "nouser": os.environ.get("PYTHONNOUSERSITE"), "inherited": "SECRET_TOKEN" in os.environ,
           "sees_bundle": os.path.exists(os.environ["PYTHONPATH"] + "/flowlab/__init__.py"),
           "limits": {name: resource.getrlimit(getattr(resource, name))[0]
@@ -136,6 +136,7 @@ def test_python_works_inside_and_nothing_else_of_the_host_is_reachable(work, iso
         del os.environ["SECRET_TOKEN"]
         server.close()
     assert report["cwd"] == sandbox.BOX_IN_SANDBOX and report["home"] == f"{sandbox.BOX_IN_SANDBOX}/home"
+    assert report["account"] == "student", "the generated /etc/passwd names the job's user"
     assert not report["network"] and not report["inherited"] and report["nouser"] == "1" and report["sees_bundle"]
     python = {Path(folder).parts[1] for folder in allowlist.python_install()}
     assert set(report["root"]) <= SYSTEM | python, "only the system, the Python installation and /tmp"
