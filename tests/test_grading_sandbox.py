@@ -201,6 +201,17 @@ def test_without_bwrap_grading_refuses_unless_allowed(work, monkeypatch, tmp_pat
     assert report["filesystem"].startswith("none") and report["network"].startswith("on")
 
 
+def test_flowlab_grade_without_bwrap_stops_before_grading(monkeypatch, tmp_path, capsys):
+    from flowlab.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "submitted").mkdir()
+    assert main(["grade", str(tmp_path / "submitted"), "--out", str(tmp_path / "results")]) == 2
+    error = capsys.readouterr().err
+    assert "no filesystem isolation" in error and "--allow-unisolated" in error
+    assert not (tmp_path / "results" / "grades.csv").exists()
+
+
 def test_unisolated_still_limits_and_cleans_the_environment(work):
     os.environ["SECRET_TOKEN"] = "x"
     try:
