@@ -4,8 +4,13 @@ verdict, so that nbgrader's Validate button, which looks only at grade cells, te
 Cells run in a real IPython shell, as a kernel runs them: the solution cell, the public test cell
 (the real ``public.check`` on the shipped public cases of notebook 01), then the grade cell's line.
 """
+import re
+
+import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+
+from flowlab_grader.course import assignments
 
 from flowlab.runtime.public_verdict import runs_public_tests_of
 
@@ -100,3 +105,19 @@ def test_a_stubbed_library_function_is_not_mistaken_for_the_students_placeholder
     error = grade_cell_error(shell, stubbed, PUBLIC_CELL)
     assert error == ("interpolate fails its public tests (the cell above):\n"
                      "NotImplementedError: implemented in notebook 02_ode_samplers"), error
+
+
+def grade_cells(path) -> list:
+    cells = nbformat.read(path, as_version=4).cells
+    return [cell for cell in cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
+@pytest.mark.parametrize("assignment", assignments(), ids=lambda assignment: assignment.name)
+def test_every_grade_cell_ends_with_its_functions_verdict_in_source_and_release(assignment):
+    for source, student in zip(grade_cells(assignment.source_notebook), grade_cells(assignment.student_notebook),
+                               strict=True):
+        (function,) = re.findall(r'hidden\.run\("[^"]+", "(\w+)"', source.source)
+        verdict = f'from flowlab.runtime import public_verdict\npublic_verdict.require("{function}")'
+        after_hidden = source.source.split("### END HIDDEN TESTS\n")[1]
+        assert after_hidden.startswith(verdict), f"{assignment.name}: {source.source}"
+        assert verdict in student.source and "hidden.run" not in student.source
