@@ -46,21 +46,32 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    from flowlab_grader.grade import grade
+    from flowlab_grader.batch import terminate_as_interrupt
+    from flowlab_grader.grade import BatchInterrupted, grade
     from flowlab_grader.sandbox import Limits, SandboxUnavailable
 
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                     memory=int(args.memory_gib * 2**30))
     start = time.perf_counter()
     try:
-        results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits,
-                        only=args.assignment, keep_work=args.keep_work, allow_unisolated=args.allow_unisolated)
+        with terminate_as_interrupt():
+            results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits,
+                            only=args.assignment, keep_work=args.keep_work, allow_unisolated=args.allow_unisolated,
+                            force=args.force)
     except SandboxUnavailable as error:
         print(f"flowlab grade: {error}", file=sys.stderr)
         return 2
+    except BatchInterrupted as stopped:
+        print(f"flowlab grade: {stopped}; their results are kept in {Path(args.out) / 'submissions'}/ and "
+              f"{Path(args.out) / 'grades.csv'} lists them. Run the same command again to grade the rest "
+              f"(finished submissions are not run again; --force grades everything again).", file=sys.stderr)
+        return 130
+    summary = json.loads((Path(args.out) / "grading.json").read_text())
     statuses = Counter(result.status for result in results)
-    print(isolation_lines(json.loads((Path(args.out) / "grading.json").read_text())["isolation"]))
-    print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs: "
+    print(isolation_lines(summary["isolation"]))
+    kept = summary["batch"]["kept"]
+    print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs"
+          + (f" ({summary['batch']['ran']} run, {kept} kept from an earlier run)" if kept else "") + ": "
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
     return 0
@@ -116,6 +127,9 @@ def cli_commands() -> list[Command]:
                      help="grade even where bubblewrap cannot isolate the file system (notebooks then read "
                           "whatever their user can read)"),
             argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
+            argument("--force", action="store_true",
+                     help="grade every submission again (default: keep the results of submissions whose notebook, "
+                          "references and grader are unchanged since an earlier run into the same RESULTS)"),
         ), run_grade),
         Command(("rehearse",), "run the solution notebooks top to bottom against the student release; time table", (
             argument("--assignment", metavar="NN", help="only this assignment (default: all)"),

@@ -13,7 +13,11 @@ For every submission (``flowlab_grader.submissions``):
 
 Results: ``RESULTS/grades.csv`` (student, assignment, score, max_score, status, reason; one row
 per submission, sorted), ``RESULTS/feedback/<student>/<assignment>/<assignment>.html`` and the
-nbgrader gradebook ``RESULTS/gradebook.db``. Status: ``graded``; ``timeout`` (the notebook hit
+nbgrader gradebook ``RESULTS/gradebook.db``, rebuilt at the end from the per-submission results
+``RESULTS/submissions/<student>/<assignment>/result.json`` that are saved as each submission
+finishes (``results``). A rerun keeps a result whose notebook, references and grader are
+unchanged (``force``: grade all again); Ctrl-C kills the running jobs, writes the summaries for
+what is done and raises ``BatchInterrupted`` (``batch``); ``progress`` shows how far it is. Status: ``graded``; ``timeout`` (the notebook hit
 its time limit: what was recorded before counts); ``crashed`` (the kernel or the run died: the
 same); ``invalid`` (nothing to run: no notebook, not a notebook, unknown assignment); ``error``
 (the grader itself failed on this submission). No submission can stop the batch.
@@ -27,19 +31,22 @@ import os
 import shutil
 import tempfile
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
 from flowlab.runtime.codec import save_bundle
 from flowlab.runtime.reference_set import ReferenceSet
-from flowlab_grader import feedback, sandbox
+from flowlab_grader import sandbox
+from flowlab_grader.batch import Stop, run_all
 from flowlab_grader.course import Assignment, assignments
 from flowlab_grader.gradebook import GradedSubmission, write_scores
 from flowlab_grader.overwrite import grade_id, notebook_to_grade, read_submission
 from flowlab_grader.release import build_gradebook, student_bundle
+from flowlab_grader.progress import Progress
+from flowlab_grader.results import Result, ResultStore, fingerprint, references_digest, write_atomically
 from flowlab_grader.scoring import CellScore, score_cells
 from flowlab_grader.submissions import Submission, discover
 
@@ -71,26 +78,13 @@ class PreparedAssignment:
                                  self.assignment.notebook_name.removesuffix(".ipynb"))
 
 
-@dataclass
-class Result:
-    student: str
-    assignment: str
-    status: str
-    reason: str = ""
-    cells: list[CellScore] = field(default_factory=list)
-    seconds: float = 0.0
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``grade``: ``done`` of ``total`` submissions have their results in ``out``
+    (and in its grades.csv and gradebook); the same command again grades the rest."""
 
-    @property
-    def score(self) -> float:
-        return round(sum(cell.score for cell in self.cells), 3)
-
-    @property
-    def max_score(self) -> float:
-        return round(sum(cell.points for cell in self.cells), 3)
-
-    def row(self) -> dict[str, str]:
-        return {"student": self.student, "assignment": self.assignment, "score": f"{self.score:g}",
-                "max_score": f"{self.max_score:g}", "status": self.status, "reason": self.reason}
+    def __init__(self, done: int, total: int, out: Path):
+        super().__init__(f"interrupted: {done} of {total} submissions graded")
+        self.done, self.total, self.out = done, total, out
 
 
 def _read_status(box: Path) -> dict:
@@ -122,8 +116,12 @@ def _summary(cells: list[CellScore]) -> str:
 
 
 def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, work: Path, level: str,
-              limits: sandbox.Limits, keep_work: bool = False) -> Result:
-    """Grade one submission (both phases); never raises."""
+              limits: sandbox.Limits, keep_work: bool = False, stop: Stop | None = None) -> Result | None:
+    """Grade one submission (both phases); never raises. ``None`` when ``stop`` stopped the batch
+    before or while its notebook ran: unfinished, nothing to record."""
+    stop = stop or Stop()
+    if stop.stopped:
+        return None
     result = Result(submission.student, submission.assignment, "invalid", submission.problem)
     if prepared is None:
         return result
@@ -152,7 +150,9 @@ def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, 
                 "--cell-timeout", str(limits.cell_timeout), "--notebook-timeout", str(limits.notebook_timeout)]
         argv += ["--keep-outputs", "executed.ipynb"] if keep_work else []
         outcome = sandbox.run(run, level, argv, limits, job / "log.txt",
-                              timeout=limits.notebook_timeout + sandbox.GRACE_SECONDS)
+                              timeout=limits.notebook_timeout + sandbox.GRACE_SECONDS, started=stop.started)
+        if stop.stopped:                    # killed by the stop (or ending as it came): not a result
+            return None
         result.status, result.reason = _outcome(outcome, _read_status(box), limits)
         result.cells = score_cells(prepared.references, prepared.points, box / "records")
         result.reason = result.reason or _summary(result.cells)
@@ -172,7 +172,7 @@ def write_csv(path: Path, results: list[Result]) -> None:
     writer.writeheader()
     for result in sorted(results, key=lambda r: (r.student, r.assignment)):
         writer.writerow(result.row())
-    path.write_text(buffer.getvalue())
+    write_atomically(path, buffer.getvalue().encode("utf-8"))
 
 
 def prepare_assignments(work: Path, only: str | None) -> dict[str, PreparedAssignment]:
@@ -189,12 +189,29 @@ def prepare_assignments(work: Path, only: str | None) -> dict[str, PreparedAssig
     return found
 
 
+def write_summaries(out: Path, results: list[Result], by_name: dict[str, PreparedAssignment], report: dict) -> None:
+    """``grades.csv``, the gradebook and ``grading.json`` (``report``) from ``results``."""
+    write_csv(out / "grades.csv", results)
+    layouts = {name: (prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points)
+               for name, prepared in by_name.items()}
+    write_scores(out / "gradebook.db", layouts, [
+        GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
+                         {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
+    write_atomically(out / "grading.json", (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
           only: str | None = None, keep_work: bool = False, isolation: sandbox.Isolation | None = None,
-          allow_unisolated: bool = False) -> list[Result]:
+          allow_unisolated: bool = False, force: bool = False) -> list[Result]:
     """Grade every submission in ``submissions`` into ``out`` (see the module docstring). The
     sandbox is ``isolation`` or the one ``sandbox.probe_isolation`` finds here; without filesystem
-    isolation it raises ``sandbox.SandboxUnavailable`` unless ``allow_unisolated``."""
+    isolation it raises ``sandbox.SandboxUnavailable`` unless ``allow_unisolated``. A submission
+    with a result in ``out`` under the same fingerprint is not run again unless ``force``.
+    Ctrl-C: the results so far are summarised, then ``BatchInterrupted`` is raised."""
     limits = limits or sandbox.Limits()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -205,20 +222,35 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         level = isolation.level
         by_name = prepare_assignments(work, only)
         found = discover(Path(submissions), list(by_name), only)
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(lambda item: grade_one(item[0], item[1], by_name.get(item[1].assignment), work,
-                                                           level, limits, keep_work), enumerate(found)))
-        write_csv(out / "grades.csv", results)
-        for result in results:
-            feedback.write(out / "feedback", result.student, result.assignment, result.status, result.reason,
-                           result.cells)
-        layouts = {name: (prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points)
-                   for name, prepared in by_name.items()}
-        write_scores(out / "gradebook.db", layouts, [
-            GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
-                             {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
-        (out / "grading.json").write_text(json.dumps({"isolation": isolation.report(limits), "jobs": jobs,
-                                                      "limits": limits.__dict__}, indent=1) + "\n")
+        store = ResultStore(out, run=f"{_utc_now()} pid {os.getpid()}")
+        references = {name: references_digest(prepared.assignment) for name, prepared in by_name.items()}
+        stamps = [fingerprint(submission, references.get(submission.assignment, "")) for submission in found]
+        kept = [None if force else store.kept(submission, stamp) for submission, stamp in zip(found, stamps)]
+        progress = Progress(len(found), [result.status for result in kept if result is not None])
+        stop = Stop()
+
+        def run_one(index: int) -> Result | None:
+            submission = found[index]
+            result = grade_one(index, submission, by_name.get(submission.assignment), work, level, limits,
+                               keep_work, stop)
+            if result is not None:
+                store.save(result, stamps[index], _utc_now())
+            return result
+
+        def finished(result: Result | None) -> None:
+            if result is not None:
+                progress.finished(result.status)
+
+        todo = [index for index, result in enumerate(kept) if result is None]
+        interrupted = run_all(todo, run_one, jobs, finished, progress.tick, stop)
+        progress.close()
+        results = [result for result in map(store.kept, found, stamps) if result is not None]
+        write_summaries(out, results, by_name, {
+            "isolation": isolation.report(limits), "jobs": jobs, "limits": limits.__dict__,
+            "batch": {"submissions": len(found), "done": len(results), "ran": progress.ran, "kept": progress.kept,
+                      "interrupted": interrupted, "run": store.run}})
+        if interrupted:
+            raise BatchInterrupted(len(results), len(found), out)
         return results
     finally:
         if not keep_work:

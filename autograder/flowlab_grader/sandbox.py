@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from flowlab.runtime import environment
 from flowlab_grader import allowlist, jail
@@ -154,17 +155,20 @@ def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple
     return [*prefix, "--", *launcher], {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, timeout: float) -> Outcome:
-    """Run ``python <argv_tail>`` in the sandbox for at most ``timeout`` seconds; then kill it all."""
+def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, timeout: float,
+        started: Callable[[subprocess.Popen], None] | None = None) -> Outcome:
+    """Run ``python <argv_tail>`` in the sandbox for at most ``timeout`` seconds; then kill it all.
+    ``started(process)``: called once the process runs (a batch that stops kills its group)."""
     argv, host_environment = command(job, level, argv_tail, limits)
     start = time.monotonic()
     returncode, timed_out = run_detached(argv, log, timeout, host_environment,
-                                         uid=job.uid if os.geteuid() == 0 and level == "bwrap" else None)
+                                         uid=job.uid if os.geteuid() == 0 and level == "bwrap" else None,
+                                         started=started)
     return Outcome(returncode, timed_out, time.monotonic() - start)
 
 
 def run_detached(argv: list[str], log: Path, timeout: float, env: dict[str, str], cwd: Path | None = None,
-                 uid: int | None = None) -> tuple[int, bool]:
+                 uid: int | None = None, started: Callable[[subprocess.Popen], None] | None = None) -> tuple[int, bool]:
     """Run ``argv`` in a process group of its own, without standard input, its output in ``log``;
     wait for it alone (not for pipes that a leftover grandchild could hold open) at most ``timeout``
     seconds, then kill the group (and every process of ``uid``). Returns ``(returncode, timed out)``."""
@@ -172,6 +176,8 @@ def run_detached(argv: list[str], log: Path, timeout: float, env: dict[str, str]
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         try:
+            if started is not None:
+                started(process)
             process.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:

@@ -1,0 +1,97 @@
+"""Run a batch's jobs in parallel threads, and stop them all at once on Ctrl-C.
+
+Each job runs its notebook in a sandbox process of its own session (``sandbox.run_detached``),
+so a terminal's Ctrl-C reaches the grader alone. ``run_all`` catches it (``KeyboardInterrupt``
+in the main thread, which waits in one-second slices so that the signal is seen at once),
+flips the ``Stop`` switch, which kills every running job's process group (and with it the
+sandbox: bwrap runs with ``--die-with-parent``), lets the threads return and drops the jobs
+not started. A job stopped this way is unfinished: its caller must not record it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Callable, Iterable, Iterator, TypeVar
+
+Task = TypeVar("Task")
+Done = TypeVar("Done")
+WAIT_SECONDS = 1.0
+
+
+class Stop:
+    """The batch's stop switch and the sandbox processes running now (registered by ``started``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: list[subprocess.Popen] = []
+        self.stopped = False
+
+    def started(self, process: subprocess.Popen) -> None:
+        """A job's process has started (``sandbox.run``'s callback); killed now if the batch stopped."""
+        with self._lock:
+            self._running = [known for known in self._running if known.returncode is None]
+            self._running.append(process)
+            if self.stopped:
+                _kill_group(process)
+
+    def stop(self) -> None:
+        """Stop the batch: every running job's process group is killed (SIGKILL)."""
+        with self._lock:
+            self.stopped = True
+            for process in self._running:
+                _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.returncode is not None:       # reaped already: its group id may belong to another now
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_all(tasks: Iterable[Task], job: Callable[[Task], Done], jobs: int, finished: Callable[[Done], None],
+            waiting: Callable[[], None], stop: Stop) -> bool:
+    """Run ``job(task)`` for every task, ``jobs`` at a time; ``finished(done)`` for each in the
+    main thread as it returns, ``waiting()`` about every second. Returns ``True`` when Ctrl-C
+    (or a ``KeyboardInterrupt`` from ``finished``/``waiting``) stopped the batch: then ``stop``
+    has killed the running jobs, no other job starts, and every thread has returned."""
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
+    pending = set()
+    try:
+        pending = {pool.submit(job, task) for task in tasks}
+        while pending:
+            done, pending = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                finished(future.result())
+            waiting()
+        return False
+    except KeyboardInterrupt:
+        stop.stop()
+        for future in pending:
+            future.cancel()
+        return True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within this block SIGTERM (``kill``, a job scheduler's time limit) stops a batch as Ctrl-C
+    does; outside the main thread, where no handler can be set, it changes nothing."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,340 @@
+"""Long grading runs: progress lines, results saved one by one, resuming after Ctrl-C or a kill.
+
+Units first (result files, fingerprints, progress lines, stopping a batch of real processes), then
+one slow test that runs ``flowlab grade`` on four submissions of notebook 01 as a subprocess,
+interrupts it half-way with SIGINT and, separately, SIGKILL, resumes both, and compares them with
+a batch graded from scratch (``--force``).
+"""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from flowlab_grader import batch, results, sandbox
+from flowlab_grader.cases import load_cases
+from flowlab_grader.course import assignments, repository_dir
+from flowlab_grader.progress import Progress, duration
+from flowlab_grader.results import Result, ResultStore, fingerprint, write_atomically
+from flowlab_grader.scoring import CaseResult, CellScore
+from flowlab_grader.submissions import Submission
+
+ASSIGNMENT = assignments()[0]
+
+
+# ---- result files -----------------------------------------------------------------------------------
+
+def a_result(student="ada", status="graded") -> Result:
+    cells = [CellScore("hidden_f", 3.0, 1.5, [CaseResult("f/a", "first case", True),
+                                              CaseResult("f/b", "second <case>", False, "off by 2", "a hint")]),
+             CellScore("hidden_g", 2.0, 2.0, [CaseResult("g/a", "g case", True)])]
+    return Result(student, ASSIGNMENT.name, status, "1 of 3 hidden tests failed: f/b", cells, 4.25)
+
+
+def stamp_of(notebook: bytes = b'{"cells": []}', references: str = "refs") -> dict:
+    return fingerprint(Submission("ada", ASSIGNMENT.name, notebook), references)
+
+
+def test_write_atomically_replaces_whole_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "deep" / "file.json"
+    write_atomically(path, b"first")
+    write_atomically(path, b"second")
+    assert path.read_bytes() == b"second" and os.listdir(path.parent) == ["file.json"]
+    with pytest.raises(TypeError):
+        write_atomically(path, "not bytes")
+    assert path.read_bytes() == b"second" and os.listdir(path.parent) == ["file.json"]
+
+
+def test_a_saved_result_reads_back_with_its_row_cells_and_feedback(tmp_path):
+    store, result, stamp = ResultStore(tmp_path, run="run 1"), a_result(), stamp_of()
+    saved = store.save(result, stamp, "2026-01-01T00:00:00Z")
+    assert saved == tmp_path / "submissions" / "ada" / ASSIGNMENT.name / "result.json"
+    document = json.loads(saved.read_text())
+    assert (document["row"], document["run"]) == (result.row(), "run 1")
+    kept = store.kept(Submission("ada", ASSIGNMENT.name, b'{"cells": []}'), stamp)
+    assert kept == result and kept.row() == {**result.row(), "score": "3.5", "max_score": "5"}
+    page = store.feedback_file("ada", ASSIGNMENT.name)
+    assert "second &lt;case&gt;" in page.read_text() and document["feedback"] == page.relative_to(tmp_path).as_posix()
+    page.unlink()
+    assert store.kept(Submission("ada", ASSIGNMENT.name, b'{"cells": []}'), stamp) == result and page.is_file()
+
+
+@pytest.mark.parametrize("change", ["notebook", "references", "grader", "format", "garbage", "edited score"])
+def test_a_result_is_not_kept_when_anything_it_depends_on_changed(tmp_path, change, monkeypatch):
+    store, stamp = ResultStore(tmp_path, run="run 1"), stamp_of()
+    path = store.save(a_result(), stamp, "2026-01-01T00:00:00Z")
+    submission = Submission("ada", ASSIGNMENT.name, b'{"cells": []}')
+    assert store.kept(submission, stamp) is not None
+    if change == "notebook":
+        submission = Submission("ada", ASSIGNMENT.name, b'{"cells": [], "x": 1}')
+        stamp = fingerprint(submission, "refs")
+    elif change == "references":
+        stamp = stamp_of(references="other refs")
+    elif change == "grader":
+        monkeypatch.setattr(results, "grader_version", lambda: "flowlab-grader 9.9, flowlab 9.9, result format 1")
+        stamp = stamp_of()
+    elif change == "format":
+        path.write_text(path.read_text().replace('"format": 1', '"format": 0'))
+    elif change == "garbage":
+        path.write_text(path.read_text()[:50])
+    else:
+        path.write_text(path.read_text().replace('"score": "3.5"', '"score": "5"'))
+    assert store.kept(submission, stamp) is None
+
+
+def test_the_references_digest_follows_each_grading_file(tmp_path, monkeypatch):
+    course = tmp_path / "course"
+    shutil.copytree(ASSIGNMENT.source_notebook.parent, course / "source" / ASSIGNMENT.name)
+    (course / "cases").mkdir()
+    shutil.copy(ASSIGNMENT.cases_file, course / "cases")
+    shutil.copytree(ASSIGNMENT.references_file.parent, course / "references")
+    monkeypatch.setenv("FLOWLAB_COURSE", str(course))
+    digests = {results.references_digest(ASSIGNMENT)}
+    for path in (ASSIGNMENT.references_file, ASSIGNMENT.references_file.with_suffix(".json"), ASSIGNMENT.cases_file,
+                 ASSIGNMENT.source_notebook):
+        assert path.is_relative_to(course)
+        path.write_bytes(path.read_bytes() + b" ")
+        digests.add(results.references_digest(ASSIGNMENT))
+    assert len(digests) == 5 and results.references_digest(None) == ""
+
+
+def test_a_submission_without_notebook_is_fingerprinted_by_its_problem():
+    missing = Submission("ada", ASSIGNMENT.name, None, "missing: nothing submitted")
+    garbage = Submission("ada", ASSIGNMENT.name, None, "no notebook (.ipynb) submitted")
+    assert results.notebook_digest(missing) != results.notebook_digest(garbage)
+    assert results.notebook_digest(missing) == results.notebook_digest(Submission("bo", "x", None, missing.problem))
+
+
+# ---- progress ---------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (42.4, "42s"), (130, "2m10s"), (3600 + 5 * 60 + 9, "1h05m")])
+def test_duration_reads_like_a_person_writes_it(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_plain_progress_prints_every_tenth_and_every_thirty_seconds_with_counts_and_eta():
+    stream, clock = io.StringIO(), Clock()
+    progress = Progress(120, ["graded"] * 19 + ["invalid"], stream=stream, live=False, clock=clock)
+    clock.now = 60.0                        # a line every tenth of the 100 to run
+    for status in ["graded"] * 9 + ["timeout"]:
+        progress.finished(status)
+    clock.now = 80.0
+    progress.tick()                         # 20 s since the line: nothing
+    clock.now = 95.0
+    progress.tick()
+    progress.finished("crashed")
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    counts = "graded 28, timeout 1, crashed 0, invalid 1, error 0; 20 kept from an earlier run"
+    assert lines == [f"done 30/120 ({counts}), 1m00s elapsed, ETA 9m00s",       # 10 run in 60 s, 90 to go
+                     f"done 30/120 ({counts}), 1m35s elapsed, ETA 14m15s",      # 90 x 95 s / 10
+                     f"done 31/120 ({counts.replace('crashed 0', 'crashed 1')}), 1m35s elapsed, ETA 12m49s"]
+
+
+def test_progress_without_anything_run_yet_has_no_eta_and_a_live_bar_shows_the_counts():
+    stream = io.StringIO()
+    progress = Progress(3, [], stream=stream, live=False)
+    assert progress.line().endswith("ETA ?")
+    live = io.StringIO()
+    bar = Progress(3, ["graded"], stream=live, live=True)
+    bar.finished("timeout")
+    bar.close()
+    assert "2/3" in live.getvalue() and "timeout 1" in live.getvalue() and "1 kept from an earlier run" in live.getvalue()
+
+
+# ---- stopping a batch -------------------------------------------------------------------------------
+
+def test_ctrl_c_kills_the_running_jobs_and_starts_no_other(tmp_path):
+    stop, outcomes, started = batch.Stop(), {}, threading.Semaphore(0)
+
+    def job(index):
+        if stop.stopped:                    # as grade_one: a job picked up after the stop does nothing
+            return None
+
+        def registered(process):
+            stop.started(process)
+            started.release()
+        returncode, _ = sandbox.run_detached(["sleep", "600"], tmp_path / f"{index}.log", 600, dict(os.environ),
+                                             started=registered)
+        outcomes[index] = returncode
+        return index
+
+    def press_ctrl_c_when_two_run():
+        started.acquire()
+        started.acquire()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c_when_two_run, daemon=True).start()
+    finished = []
+    assert batch.run_all(range(5), job, 2, finished.append, lambda: None, stop) is True
+    assert outcomes == {0: -signal.SIGKILL, 1: -signal.SIGKILL} and finished == [] and stop.stopped
+
+
+def test_a_job_started_after_the_stop_is_killed_at_once(tmp_path):
+    stop = batch.Stop()
+    stop.stop()
+    returncode, timed_out = sandbox.run_detached(["sleep", "600"], tmp_path / "log", 600, dict(os.environ),
+                                                 started=stop.started)
+    assert (returncode, timed_out) == (-signal.SIGKILL, False)
+
+
+def test_sigterm_stops_a_batch_as_ctrl_c_does():
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), batch.terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+# ---- a real batch, interrupted and resumed ----------------------------------------------------------
+
+def student_notebooks() -> dict[str, bytes]:
+    """Four submissions of the first assignment: the solution, the untouched release, two mutants."""
+    source = nbformat.read(ASSIGNMENT.source_notebook, as_version=4)
+    solution = {cell.metadata["nbgrader"]["grade_id"]: "\n".join(
+        line for line in cell.source.splitlines() if "### " not in line)
+        for cell in source.cells if cell.metadata.get("nbgrader", {}).get("solution")}
+
+    def filled(fill):
+        student = nbformat.read(ASSIGNMENT.student_notebook, as_version=4)
+        for cell in student.cells:
+            cell.source = fill.get(cell.metadata.get("nbgrader", {}).get("grade_id"), cell.source)
+        return nbformat.writes(student).encode()
+
+    found = {"solution": filled(solution), "release": filled({})}
+    for mutation in load_cases(ASSIGNMENT).mutations[:2]:
+        found[f"mutant-{mutation.name}"] = filled({**solution, mutation.cell: solution[mutation.cell].replace(
+            mutation.old, mutation.new)})
+    return found
+
+
+class Grader:
+    """``flowlab grade`` on one folder of submissions, as a subprocess whose scratch folders
+    (``TMPDIR``) lie in ``scratch``, so that its sandboxes can be found by their command lines."""
+
+    def __init__(self, submissions: Path, scratch: Path):
+        self.submissions, self.scratch = submissions, scratch
+        self.environment = {**os.environ, "TMPDIR": str(scratch)}
+
+    def command(self, out: Path, *extra: str) -> list[str]:
+        return [str(Path(sys.executable).parent / "flowlab"), "grade", str(self.submissions), "--out", str(out),
+                "--assignment", ASSIGNMENT.name, "--cell-timeout", "60", "--notebook-timeout", "120",
+                "--allow-unisolated", *extra]
+
+    def run(self, out: Path, *extra: str) -> dict:
+        """Grade to the end; the batch part of ``grading.json``."""
+        done = subprocess.run(self.command(out, *extra), env=self.environment, capture_output=True, text=True,
+                              cwd=repository_dir(), timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((out / "grading.json").read_text())["batch"]
+
+    def interrupt(self, out: Path, signum: int) -> tuple[int, str, dict[str, dict]]:
+        """Grade one job at a time; send ``signum`` once the first result is saved. Returns the exit
+        code, standard error and the results saved by then (``{student: result.json}``)."""
+        process = subprocess.Popen(self.command(out, "--jobs", "1"), env=self.environment, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=repository_dir())
+        deadline = time.monotonic() + 900
+        while not list(out.glob("submissions/*/*/result.json")):
+            assert process.poll() is None and time.monotonic() < deadline, "no result was saved"
+            time.sleep(0.1)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=300)
+        return process.returncode, stderr, saved(out)
+
+    def processes(self) -> list[int]:
+        """Processes whose command line names the scratch folder (sandboxes, kernels, launchers)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and str(self.scratch).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+        return found
+
+
+def saved(out: Path) -> dict[str, dict]:
+    return {path.parent.parent.name: json.loads(path.read_text()) for path in out.glob("submissions/*/*/result.json")}
+
+
+def csv_students(out: Path) -> set[str]:
+    with open(out / "grades.csv") as handle:
+        return {row["student"] for row in csv.DictReader(handle)}
+
+
+@pytest.fixture
+def grader(tmp_path):
+    submissions = tmp_path / "submitted"
+    for student, data in student_notebooks().items():
+        (submissions / student / ASSIGNMENT.name).mkdir(parents=True)
+        (submissions / student / ASSIGNMENT.name / ASSIGNMENT.notebook_name).write_bytes(data)
+    scratch = Path(tempfile.mkdtemp(prefix="flowlab-resume-"))
+    os.chmod(scratch, 0o711)
+    grader = Grader(submissions, scratch)
+    yield grader
+    for pid in grader.processes():          # what a SIGKILL left behind (only without bwrap)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_an_interrupted_batch_resumes_to_the_same_grades_running_only_what_was_unfinished(grader, tmp_path):
+    started = time.monotonic()
+    students = set(student_notebooks())
+    by_sigint, by_sigkill = tmp_path / "sigint", tmp_path / "sigkill"
+
+    returncode, stderr, before = grader.interrupt(by_sigint, signal.SIGINT)
+    assert returncode == 130 and "Run the same command again" in stderr, stderr[-2000:]
+    assert 1 <= len(before) < len(students) and csv_students(by_sigint) == set(before)
+    assert grader.processes() == [] and not list(grader.scratch.glob("flowlab-grade-*")), \
+        "Ctrl-C left a sandbox running or its working copies behind"
+    resumed = grader.run(by_sigint)
+    after = saved(by_sigint)
+    assert (resumed["ran"], resumed["kept"]) == (len(students) - len(before), len(before))
+    assert all(after[student] == before[student] for student in before)
+    assert {after[student]["run"] for student in students - set(before)} == {resumed["run"]} != {before[s]["run"] for s in before}
+    sigint_csv = (by_sigint / "grades.csv").read_bytes()
+
+    returncode, _, killed = grader.interrupt(by_sigkill, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL and 1 <= len(killed) < len(students)
+    resumed = grader.run(by_sigkill)
+    assert (resumed["ran"], resumed["kept"]) == (len(students) - len(killed), len(killed))
+    assert all(saved(by_sigkill)[student] == killed[student] for student in killed)
+
+    fresh = by_sigint                       # --force: every submission graded again, in one uninterrupted batch
+    forced = grader.run(fresh, "--force")
+    assert (forced["ran"], forced["kept"]) == (len(students), 0)
+    assert (fresh / "grades.csv").read_bytes() == sigint_csv == (by_sigkill / "grades.csv").read_bytes()
+    assert csv_students(fresh) == students
+
+    unchanged = saved(fresh)
+    assert grader.run(fresh)["ran"] == 0 and saved(fresh) == unchanged
+    changed = grader.submissions / "release" / ASSIGNMENT.name / ASSIGNMENT.notebook_name
+    notebook = nbformat.read(changed, as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("I did not get to it, sorry."))
+    nbformat.write(notebook, changed)
+    again = grader.run(fresh)
+    assert (again["ran"], again["kept"]) == (1, len(students) - 1)
+    assert {student for student, document in saved(fresh).items() if document != unchanged[student]} == {"release"}
+    print(f"interrupt/resume test: {time.monotonic() - started:.0f} s")
