@@ -307,12 +307,14 @@ def run_bench_mnist(args: argparse.Namespace) -> int:
     argument("--repeats", type=positive_int, help="timed runs per cell, the best is kept (default: 5)"),
     argument("--mlp-batch", type=positive_int, help="batch of the 2D MLP (default: 100000)"),
     argument("--unet-batch", type=positive_int, help="batch of the MNIST UNet (default: 1000)"),
+    argument("--clock", choices=("wall", "process"), default="wall",
+             help="wall time, or this process's CPU time on a shared CPU (default: %(default)s)"),
 ])
 def run_bench_speed(args: argparse.Namespace) -> int:
     from flowlab.bench_speed import main_speed
 
     main_speed(args.device, quick=args.quick, steps_=args.steps, repeats=args.repeats,
-               mlp_batch=args.mlp_batch, unet_batch=args.unet_batch)
+               mlp_batch=args.mlp_batch, unet_batch=args.unet_batch, clock=args.clock)
     return 0
 
 

@@ -8,7 +8,7 @@ COLUMNS = list(bench_speed.COLUMNS)
 
 def _rows(table: str) -> list[list[str]]:
     lines = table.splitlines()
-    assert lines[0].startswith("ms per velocity evaluation on cpu")
+    assert lines[0].startswith("ms per velocity evaluation on cpu") and "wall clock" in lines[0]
     assert lines[1].split() == ["network", "batch", "method", "NFE", "bare", "ms", "integrate", "ms",
                                 "torchdiffeq", "ms", "vs", "bare"]
     return [line.split() for line in lines[2:]]
