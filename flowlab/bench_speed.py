@@ -13,7 +13,7 @@ price of its checks and bookkeeping; the goal is within 5% (``vs bare`` <= 1.05)
 no PEC Adams on a fixed grid, so its Adams cell is empty; it calls the network with a 0-d tensor
 time, which the network checks (``time_batch``), as it would for any caller.
 
-Each cell is the best of ``repeats`` timed runs (after one warm-up run), under
+Each cell is the best of ``repeats`` timed runs (after one warm-up run; the loops alternate), under
 ``torch.inference_mode``, in float32; on CUDA the clock is read after ``torch.cuda.synchronize``.
 ``--clock process`` times CPU work instead of wall time, for a CPU shared with other jobs.
 """
@@ -96,27 +96,32 @@ def integrate_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.T
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
 
-def best_ms_per_nfe(loop: Callable, method: str, workload: Workload, repeats: int, clock: str = "wall") -> float:
-    """Best time of ``loop(method, velocity, x, ts)`` over ``repeats`` runs, per evaluation.
+def best_ms_per_nfe(loops: dict[str, Callable], method: str, workload: Workload, repeats: int,
+                    clock: str = "wall") -> dict[str, float]:
+    """Best time per evaluation of each ``loop(method, velocity, x, ts)`` over ``repeats`` rounds
+    that alternate the loops, so that a drifting machine (clock speed, other jobs) slows them alike.
 
     ``clock``: "wall" (what a user waits; on CUDA read after ``torch.cuda.synchronize``) or
     "process" (CPU seconds of this process, all threads: on a CPU shared with other jobs it counts
     only this work, where wall time counts the waits for the other jobs too).
     """
-    now = CLOCKS[clock]
-    counted = CountingVelocity(workload.velocity)
-    loop(method, counted, workload.x, workload.ts)                  # warm-up, and the NFE count
-    cuda = workload.x.is_cuda
-    best = float("inf")
+    now, cuda = CLOCKS[clock], workload.x.is_cuda
+    nfe = {}
+    for name, loop in loops.items():                                # warm-up, and the NFE count
+        counted = CountingVelocity(workload.velocity)
+        loop(method, counted, workload.x, workload.ts)
+        nfe[name] = counted.nfe
+    best = dict.fromkeys(loops, float("inf"))
     for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = now()
-        loop(method, workload.velocity, workload.x, workload.ts)
-        if cuda:
-            torch.cuda.synchronize()
-        best = min(best, now() - start)
-    return 1e3 * best / counted.nfe
+        for name, loop in loops.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = now()
+            loop(method, workload.velocity, workload.x, workload.ts)
+            if cuda:
+                torch.cuda.synchronize()
+            best[name] = min(best[name], now() - start)
+    return {name: 1e3 * best[name] / nfe[name] for name in loops}
 
 
 def speed_rows(device: torch.device, mlp_batch: int, unet_batch: int, steps_: int, repeats: int,
@@ -126,13 +131,14 @@ def speed_rows(device: torch.device, mlp_batch: int, unet_batch: int, steps_: in
     with torch.inference_mode():
         for workload in workloads(device, mlp_batch, unet_batch, steps_):
             for method in METHODS:
-                bare = best_ms_per_nfe(bare_loop, method, workload, repeats, clock)
-                ours = best_ms_per_nfe(integrate_loop, method, workload, repeats, clock)
-                theirs = (best_ms_per_nfe(torchdiffeq_loop, method, workload, repeats, clock)
-                          if method in TORCHDIFFEQ_METHOD else None)
+                loops = {"bare": bare_loop, "integrate": integrate_loop}
+                if method in TORCHDIFFEQ_METHOD:
+                    loops["torchdiffeq"] = torchdiffeq_loop
+                ms = best_ms_per_nfe(loops, method, workload, repeats, clock)
                 rows.append({"network": workload.network, "batch": workload.x.shape[0], "method": method,
-                             "NFE": NFE_PER_STEP[method] * steps_, "bare ms": bare, "integrate ms": ours,
-                             "torchdiffeq ms": theirs, "vs bare": ours / bare})
+                             "NFE": NFE_PER_STEP[method] * steps_, "bare ms": ms["bare"],
+                             "integrate ms": ms["integrate"], "torchdiffeq ms": ms.get("torchdiffeq"),
+                             "vs bare": ms["integrate"] / ms["bare"]})
     return rows
 
 
