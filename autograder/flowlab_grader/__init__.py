@@ -9,7 +9,9 @@ outside: ``flowlab`` never imports it, and the student release copies ``flowlab`
     release      ``flowlab release``: the student bundle (library copied whole, graded functions
                  stubbed) and the student notebooks; ``stubs`` and ``leaks`` serve it
     grade        ``flowlab grade``: phase 1 in the sandbox (``sandbox``, ``allowlist``, ``jail``), phase 2 on the
-                 host (``scoring``, ``feedback``, ``gradebook``); ``submissions`` finds the work
+                 host (``scoring``, ``feedback``, ``gradebook``); ``submissions`` finds the work;
+                 ``results`` saves each result as it finishes (resume), ``progress`` shows how far
+                 the batch is, ``batch`` runs the jobs and stops them on Ctrl-C
     rehearse     ``flowlab rehearse``: the solutions against the student release, timed
     commands     the ``flowlab`` subcommands above, registered through the ``flowlab.commands``
                  entry-point group
