@@ -9,11 +9,13 @@ fine uniform grid, and the loss is measured on a batch of *probe* noise ``x_prob
 
 Monotonicity holds by construction: the n step lengths are ``softmax(z)`` of n free logits, with
 the last logit pinned to 0 (softmax ignores a common shift, so n - 1 of them are free), and the
-times are their cumulative sums. The logits are bounded to ``[-LOGIT_BOUND, LOGIT_BOUND]``, so no
+times are their cumulative sums. The logits are clipped to ``[-LOGIT_BOUND, LOGIT_BOUND]``, so no
 step is shorter than ``exp(-2 LOGIT_BOUND)`` times the longest: the grid stays strictly increasing.
 
 The search is derivative-free (scipy's Powell method: a sequence of line searches, deterministic
-for a given start grid). It calls only ``integrate``, so it works with any registered ODE method,
+for a given start grid) and local: it refines the start grid. It is run without scipy's bounds on
+purpose: a bounded line search scans the whole interval and can jump into a far basin where one
+step collapses to nothing (Heun, 6 steps: error 1.5e-2 that way, 8.6e-3 from the local search). It calls only ``integrate``, so it works with any registered ODE method,
 including the multistep ``adams``, and with any velocity (a network too, at its price per call).
 Judge an optimised grid on *other* noise than ``x_probe``: on the probe points it is optimistic.
 """
@@ -33,11 +35,12 @@ LOGIT_BOUND = 6.0
 
 
 def grid_from_logits(logits: np.ndarray) -> torch.Tensor:
-    """The grid whose n step lengths are ``softmax([*logits, 0])``: ``(n + 1,)`` float64, 0 -> 1.
+    """The grid whose n step lengths are ``softmax([*clip(logits), 0])``: ``(n + 1,)`` float64, 0 -> 1.
 
-    ``logits``: ``(n - 1,)`` free logits of the first n - 1 steps (the last step's logit is 0).
+    ``logits``: ``(n - 1,)`` free logits of the first n - 1 steps (the last step's logit is 0),
+    clipped to ``[-LOGIT_BOUND, LOGIT_BOUND]``.
     """
-    z = np.append(np.asarray(logits, dtype=np.float64), 0.0)
+    z = np.append(np.clip(np.asarray(logits, dtype=np.float64), -LOGIT_BOUND, LOGIT_BOUND), 0.0)
     lengths = np.exp(z - z.max())
     times = np.concatenate([[0.0], np.cumsum(lengths / lengths.sum())])
     times[-1] = 1.0                     # the cumulative sum may miss 1 by rounding
@@ -67,7 +70,7 @@ def _start_grid(start, n: int) -> torch.Tensor:
 
 
 def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "adams", *, start=None,
-             reference_steps: int = 256, max_evaluations: int = 2000, tolerance: float = 1e-3) -> torch.Tensor:
+             reference_steps: int = 256, max_evaluations: int = 2000, tolerance: float = 1e-2) -> torch.Tensor:
     """The n-step grid (``(n + 1,)`` float64, 0 = t_0 < ... < t_n = 1) that minimises the mean error of
     ``method`` on the probe noise ``x_probe`` ``(B, ...)`` against RK4 on ``reference_steps`` uniform steps.
 
@@ -100,7 +103,5 @@ def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "a
             error = mean_error(velocity, x_probe, reference, grid_from_logits(logits), method)
             return math.log(max(error, 1e-300))     # relative changes matter at every error scale
 
-        result = minimize(loss, logits_from_grid(grid), method="Powell",
-                          bounds=[(-LOGIT_BOUND, LOGIT_BOUND)] * (n - 1),
-                          options={"xtol": tolerance, "ftol": tolerance / 100, "maxfev": max_evaluations})
+        result = minimize(loss, logits_from_grid(grid), method="Powell", options={"xtol": tolerance, "ftol": tolerance / 100, "maxfev": max_evaluations})
     return grid_from_logits(result.x)
