@@ -74,7 +74,9 @@ def labels_or_null(y, batch: int, num_classes: int | None, device: torch.device)
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
     if y.shape != (batch,):
         raise ValueError(f"y must have shape (B,) = ({batch},), got {tuple(y.shape)}")
-    if y.numel() and (y.min() < 0 or y.max() > num_classes):
+    # The range check reads the labels back to the host: free on the CPU, but on an accelerator
+    # it would stall every network call of a sampler; there the embedding lookup rejects them.
+    if y.device.type == "cpu" and y.numel() and (y.min() < 0 or y.max() > num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes} ({num_classes} is the null label), "
                          f"got {int(y.min())}..{int(y.max())}")
     return y.to(device=device, dtype=torch.long)
