@@ -7,6 +7,7 @@ The host (``flowlab_grader.sandbox``) sets them; the code that runs in the stude
     FLOWLAB_INPUTS_DIR=DIR      hidden test inputs, as plain arrays (``NN_name.npz`` + ``.json``)
     FLOWLAB_RECORD_DIR=DIR      where hidden tests write the student's outputs (``.npy`` + ``.json``)
     FLOWLAB_CALL_TIMEOUT=S      seconds one call of a student's function may take in a hidden test
+    NBGRADER_EXECUTION=...      set by nbgrader's Validate (and autograde): grading mode too
 
 Nothing here is secret: the inputs are seeds turned into arrays; the expected outputs stay on the
 host. A student who sets ``FLOWLAB_GRADING=1`` only makes their own notebook skip the exploration.
@@ -21,11 +22,14 @@ INPUTS_DIR = "FLOWLAB_INPUTS_DIR"
 RECORD_DIR = "FLOWLAB_RECORD_DIR"
 CALL_TIMEOUT = "FLOWLAB_CALL_TIMEOUT"
 DEFAULT_CALL_TIMEOUT = 20.0
+NBGRADER_EXECUTION = "NBGRADER_EXECUTION"
 
 
 def grading_mode() -> bool:
-    """True when the notebook is being graded (``FLOWLAB_GRADING=1``): skip slow exploration."""
-    return os.environ.get(GRADING, "") not in ("", "0")
+    """True when the notebook is being graded (``FLOWLAB_GRADING=1``) or checked by nbgrader
+    (``NBGRADER_EXECUTION``, which its Validate button and autograde set): skip slow exploration.
+    Validate then runs what the grader runs, in seconds rather than minutes."""
+    return os.environ.get(GRADING, "") not in ("", "0") or bool(os.environ.get(NBGRADER_EXECUTION))
 
 
 def inputs_dir() -> Path | None:
