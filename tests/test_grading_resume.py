@@ -1,9 +1,9 @@
 """Long grading runs: progress lines, results saved one by one, resuming after Ctrl-C or a kill.
 
 Units first (result files, fingerprints, progress lines, stopping a batch of real processes), then
-one slow test that runs ``flowlab grade`` on four submissions of notebook 01 as a subprocess,
-interrupts it half-way with SIGINT and, separately, SIGKILL, resumes both, and compares them with
-a batch graded from scratch (``--force``).
+one slow test on four submissions of notebook 01: ``flowlab grade`` as a subprocess, interrupted
+half-way with SIGINT and, separately, SIGKILL; both resumed (in this process), and compared with a
+batch graded from scratch (``force``); a changed notebook runs again, an unchanged batch runs nothing.
 """
 import csv
 import io
@@ -24,12 +24,15 @@ import pytest
 from flowlab_grader import batch, results, sandbox
 from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments, repository_dir
+from flowlab_grader.grade import grade
 from flowlab_grader.progress import Progress, duration
 from flowlab_grader.results import Result, ResultStore, fingerprint, write_atomically
+from flowlab_grader.sandbox import Limits, probe_isolation
 from flowlab_grader.scoring import CaseResult, CellScore
 from flowlab_grader.submissions import Submission
 
 ASSIGNMENT = assignments()[0]
+LIMITS = Limits(cell_timeout=60, notebook_timeout=120)
 
 
 # ---- result files -----------------------------------------------------------------------------------
@@ -113,6 +116,38 @@ def test_a_submission_without_notebook_is_fingerprinted_by_its_problem():
     garbage = Submission("ada", ASSIGNMENT.name, None, "no notebook (.ipynb) submitted")
     assert results.notebook_digest(missing) != results.notebook_digest(garbage)
     assert results.notebook_digest(missing) == results.notebook_digest(Submission("bo", "x", None, missing.problem))
+
+
+def test_a_rerun_runs_only_what_has_no_result_or_failed_in_the_grader(tmp_path, monkeypatch):
+    """The batch logic of ``grade`` with the notebook runs replaced by a stand-in (no kernels)."""
+    from flowlab_grader import grade as grading
+
+    for student in ("ada", "bo", "cy"):
+        (tmp_path / "in" / student / ASSIGNMENT.name).mkdir(parents=True)
+        (tmp_path / "in" / student / ASSIGNMENT.name / ASSIGNMENT.notebook_name).write_text(f'"{student}"')
+    ran, points = [], grading.PreparedAssignment.load(ASSIGNMENT).points
+
+    def stand_in(index, submission, prepared, work, level, limits, keep_work=False, stop=None):
+        ran.append(submission.student)
+        status = "error" if submission.student == "cy" else "graded"
+        return Result(submission.student, submission.assignment, status, "",
+                      [CellScore(cell, value, value / 2) for cell, value in points.items()])
+
+    monkeypatch.setattr(grading, "grade_one", stand_in)
+    monkeypatch.setattr(grading, "make_runnable", lambda prepared, work: None)
+    unisolated = sandbox.Isolation("unisolated", "a test")
+
+    def run(**options):
+        ran.clear()
+        rows = grading.grade(tmp_path / "in", tmp_path / "out", only=ASSIGNMENT.name, isolation=unisolated, **options)
+        return sorted(ran), [(row.student, row.status) for row in rows]
+
+    everyone = [("ada", "graded"), ("bo", "graded"), ("cy", "error")]
+    assert run() == (["ada", "bo", "cy"], everyone)
+    assert run() == (["cy"], everyone)                    # the grader's own failure is tried again
+    (tmp_path / "in" / "bo" / ASSIGNMENT.name / ASSIGNMENT.notebook_name).write_text('"bo, changed"')
+    assert run() == (["bo", "cy"], everyone)
+    assert run(force=True) == (["ada", "bo", "cy"], everyone)
 
 
 # ---- progress ---------------------------------------------------------------------------------------
@@ -227,30 +262,28 @@ def student_notebooks() -> dict[str, bytes]:
 
 
 class Grader:
-    """``flowlab grade`` on one folder of submissions, as a subprocess whose scratch folders
+    """Grades one folder of submissions: to the end in this process (``grade``), or with
+    ``flowlab grade`` as a subprocess that gets a signal (``interrupt``), whose scratch folders
     (``TMPDIR``) lie in ``scratch``, so that its sandboxes can be found by their command lines."""
 
-    def __init__(self, submissions: Path, scratch: Path):
-        self.submissions, self.scratch = submissions, scratch
+    def __init__(self, submissions: Path, scratch: Path, isolation: sandbox.Isolation):
+        self.submissions, self.scratch, self.isolation = submissions, scratch, isolation
         self.environment = {**os.environ, "TMPDIR": str(scratch)}
 
-    def command(self, out: Path, *extra: str) -> list[str]:
-        return [str(Path(sys.executable).parent / "flowlab"), "grade", str(self.submissions), "--out", str(out),
-                "--assignment", ASSIGNMENT.name, "--cell-timeout", "60", "--notebook-timeout", "120",
-                "--allow-unisolated", *extra]
-
-    def run(self, out: Path, *extra: str) -> dict:
+    def run(self, out: Path, force: bool = False) -> dict:
         """Grade to the end; the batch part of ``grading.json``."""
-        done = subprocess.run(self.command(out, *extra), env=self.environment, capture_output=True, text=True,
-                              cwd=repository_dir(), timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
+        grade(self.submissions, out, jobs=2, limits=LIMITS, only=ASSIGNMENT.name, isolation=self.isolation,
+              force=force)
         return json.loads((out / "grading.json").read_text())["batch"]
 
     def interrupt(self, out: Path, signum: int) -> tuple[int, str, dict[str, dict]]:
         """Grade one job at a time; send ``signum`` once the first result is saved. Returns the exit
         code, standard error and the results saved by then (``{student: result.json}``)."""
-        process = subprocess.Popen(self.command(out, "--jobs", "1"), env=self.environment, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, cwd=repository_dir())
+        command = [str(Path(sys.executable).parent / "flowlab"), "grade", str(self.submissions), "--out", str(out),
+                   "--assignment", ASSIGNMENT.name, "--jobs", "1", "--cell-timeout", str(LIMITS.cell_timeout),
+                   "--notebook-timeout", str(LIMITS.notebook_timeout), "--allow-unisolated"]
+        process = subprocess.Popen(command, env=self.environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, cwd=repository_dir())
         deadline = time.monotonic() + 900
         while not list(out.glob("submissions/*/*/result.json")):
             assert process.poll() is None and time.monotonic() < deadline, "no result was saved"
@@ -288,7 +321,9 @@ def grader(tmp_path):
         (submissions / student / ASSIGNMENT.name / ASSIGNMENT.notebook_name).write_bytes(data)
     scratch = Path(tempfile.mkdtemp(prefix="flowlab-resume-"))
     os.chmod(scratch, 0o711)
-    grader = Grader(submissions, scratch)
+    probe = scratch / "probe"
+    probe.mkdir(mode=0o711)
+    grader = Grader(submissions, scratch, probe_isolation(probe, LIMITS, allow_unisolated=True))
     yield grader
     for pid in grader.processes():          # what a SIGKILL left behind (only without bwrap)
         try:
@@ -296,6 +331,11 @@ def grader(tmp_path):
         except OSError:
             pass
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ran_in(out: Path, batch_report: dict) -> set[str]:
+    """The students whose result was saved by the run of ``batch_report``."""
+    return {student for student, document in saved(out).items() if document["run"] == batch_report["run"]}
 
 
 @pytest.mark.slow
@@ -310,31 +350,28 @@ def test_an_interrupted_batch_resumes_to_the_same_grades_running_only_what_was_u
     assert grader.processes() == [] and not list(grader.scratch.glob("flowlab-grade-*")), \
         "Ctrl-C left a sandbox running or its working copies behind"
     resumed = grader.run(by_sigint)
-    after = saved(by_sigint)
     assert (resumed["ran"], resumed["kept"]) == (len(students) - len(before), len(before))
-    assert all(after[student] == before[student] for student in before)
-    assert {after[student]["run"] for student in students - set(before)} == {resumed["run"]} != {before[s]["run"] for s in before}
+    assert ran_in(by_sigint, resumed) == students - set(before)
+    assert all(saved(by_sigint)[student] == before[student] for student in before)
     sigint_csv = (by_sigint / "grades.csv").read_bytes()
 
     returncode, _, killed = grader.interrupt(by_sigkill, signal.SIGKILL)
     assert returncode == -signal.SIGKILL and 1 <= len(killed) < len(students)
-    resumed = grader.run(by_sigkill)
-    assert (resumed["ran"], resumed["kept"]) == (len(students) - len(killed), len(killed))
-    assert all(saved(by_sigkill)[student] == killed[student] for student in killed)
 
-    fresh = by_sigint                       # --force: every submission graded again, in one uninterrupted batch
-    forced = grader.run(fresh, "--force")
-    assert (forced["ran"], forced["kept"]) == (len(students), 0)
-    assert (fresh / "grades.csv").read_bytes() == sigint_csv == (by_sigkill / "grades.csv").read_bytes()
-    assert csv_students(fresh) == students
+    forced = grader.run(by_sigint, force=True)          # every submission again, in one uninterrupted batch
+    assert (forced["ran"], forced["kept"], ran_in(by_sigint, forced)) == (len(students), 0, students)
+    assert (by_sigint / "grades.csv").read_bytes() == sigint_csv and csv_students(by_sigint) == students
 
-    unchanged = saved(fresh)
-    assert grader.run(fresh)["ran"] == 0 and saved(fresh) == unchanged
-    changed = grader.submissions / "release" / ASSIGNMENT.name / ASSIGNMENT.notebook_name
-    notebook = nbformat.read(changed, as_version=4)
+    changed = sorted(killed)[0]             # finished before the kill, then changed (a note: same grade)
+    path = grader.submissions / changed / ASSIGNMENT.name / ASSIGNMENT.notebook_name
+    notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_markdown_cell("I did not get to it, sorry."))
-    nbformat.write(notebook, changed)
-    again = grader.run(fresh)
-    assert (again["ran"], again["kept"]) == (1, len(students) - 1)
-    assert {student for student, document in saved(fresh).items() if document != unchanged[student]} == {"release"}
+    nbformat.write(notebook, path)
+    resumed = grader.run(by_sigkill)
+    assert ran_in(by_sigkill, resumed) == (students - set(killed)) | {changed}
+    assert all(saved(by_sigkill)[student] == killed[student] for student in set(killed) - {changed})
+    assert (by_sigkill / "grades.csv").read_bytes() == sigint_csv
+
+    unchanged = saved(by_sigkill)
+    assert grader.run(by_sigkill)["ran"] == 0 and saved(by_sigkill) == unchanged
     print(f"interrupt/resume test: {time.monotonic() - started:.0f} s")

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import traceback
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +53,7 @@ from flowlab_grader.submissions import Submission, discover
 
 COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
 MAX_STATUS_BYTES = 64 * 1024
+RETRIED = ("error",)        # the grader failed, not the notebook: a rerun grades it again
 
 
 @dataclass
@@ -175,18 +177,20 @@ def write_csv(path: Path, results: list[Result]) -> None:
     write_atomically(path, buffer.getvalue().encode("utf-8"))
 
 
-def prepare_assignments(work: Path, only: str | None) -> dict[str, PreparedAssignment]:
-    """Load every assignment (or ``only``), write their gradebook (``nbgrader generate_assignment``)
-    and build each one's sandbox bundle: the release library stubbed from it on, and its data."""
-    selected = [assignment for assignment in assignments() if not only or assignment.name == only]
+def load_assignments(only: str | None) -> dict[str, PreparedAssignment]:
+    """Every assignment (or ``only``) with its references and points: enough to judge results."""
+    return {assignment.name: PreparedAssignment.load(assignment) for assignment in assignments()
+            if not only or assignment.name == only}
+
+
+def make_runnable(prepared: dict[str, PreparedAssignment], work: Path) -> None:
+    """What running their notebooks needs: the gradebook (``nbgrader generate_assignment``) and
+    each one's sandbox bundle: the release library stubbed from it on, and its data."""
+    selected = [entry.assignment for entry in prepared.values()]
     gradebook = build_gradebook(selected, work / "nbgrader") if selected else ""
-    found = {}
-    for assignment in selected:
-        prepared = PreparedAssignment.load(assignment)
-        prepared.gradebook = gradebook
-        prepared.bundle = student_bundle(assignment, work / "bundles" / assignment.name)
-        found[assignment.name] = prepared
-    return found
+    for entry in prepared.values():
+        entry.gradebook = gradebook
+        entry.bundle = student_bundle(entry.assignment, work / "bundles" / entry.assignment.name)
 
 
 def write_summaries(out: Path, results: list[Result], by_name: dict[str, PreparedAssignment], report: dict) -> None:
@@ -220,13 +224,13 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
     try:
         isolation = isolation or sandbox.probe_isolation(work, limits, allow_unisolated)
         level = isolation.level
-        by_name = prepare_assignments(work, only)
+        by_name = load_assignments(only)
         found = discover(Path(submissions), list(by_name), only)
-        store = ResultStore(out, run=f"{_utc_now()} pid {os.getpid()}")
+        store = ResultStore(out, run=f"{_utc_now()} {uuid.uuid4().hex[:8]}")
         references = {name: references_digest(prepared.assignment) for name, prepared in by_name.items()}
         stamps = [fingerprint(submission, references.get(submission.assignment, "")) for submission in found]
         kept = [None if force else store.kept(submission, stamp) for submission, stamp in zip(found, stamps)]
-        progress = Progress(len(found), [result.status for result in kept if result is not None])
+        kept = [None if result is None or result.status in RETRIED else result for result in kept]
         stop = Stop()
 
         def run_one(index: int) -> Result | None:
@@ -242,6 +246,9 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
                 progress.finished(result.status)
 
         todo = [index for index, result in enumerate(kept) if result is None]
+        if todo:
+            make_runnable(by_name, work)
+        progress = Progress(len(found), [result.status for result in kept if result is not None])
         interrupted = run_all(todo, run_one, jobs, finished, progress.tick, stop)
         progress.close()
         results = [result for result in map(store.kept, found, stamps) if result is not None]
