@@ -5,9 +5,9 @@ JupyterLab starts the way ``make lab`` starts it (``flowlab.lab``: the student c
 ``JUPYTER_CONFIG_PATH``), on 127.0.0.1 with a token, over a temporary folder holding notebook 01
 twice: the student release as it is (nothing written) and the instructor's source (the solution).
 Headless Chromium (Debian's package, driven by Playwright) opens each, presses Validate in the
-notebook toolbar and reads the dialog. ``FLOWLAB_GRADING=1`` in the server's environment reaches
-the kernel that Validate starts, so the notebook's slow exploration is skipped, as in grading;
-the public tests and grade cells run as they would for a student. The notebooks find the public
+notebook toolbar and reads the dialog. Nothing is set for the test: nbgrader's Validate sets
+``NBGRADER_EXECUTION``, which ``grading_mode()`` honours, so the notebook's slow exploration is
+skipped as in grading; the public tests and grade cells run as they do for a student. The notebooks find the public
 test data through the installed flowlab. Screenshots are left in pytest's ``tmp_path``.
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def start_lab(folder: Path, student: bool):
     notebooks, state = folder / "notebooks", folder / "state"
     port, token = free_port(), secrets.token_hex(16)
     base = {key: value for key, value in os.environ.items() if not key.startswith(("JUPYTER", "FLOWLAB"))}
-    env = {**base, "FLOWLAB_GRADING": "1", "JUPYTER_CONFIG_DIR": str(state / "config"),
+    env = {**base, "JUPYTER_CONFIG_DIR": str(state / "config"),
            "JUPYTER_DATA_DIR": str(state / "data"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces")}
     arguments = [f"--ServerApp.root_dir={notebooks}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
