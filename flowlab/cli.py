@@ -331,7 +331,13 @@ def plugin_commands() -> dict[tuple[str, ...], Command]:
 
     found = {}
     for entry in entry_points(group=PLUGIN_GROUP):
-        for spec in entry.load()():
+        try:
+            specs = entry.load()()
+        except Exception as error:   # a broken or half-removed plugin must not take `flowlab demo` down
+            print(f"{PROGRAM}: warning: commands from {entry.value!r} not loaded ({type(error).__name__}: "
+                  f"{error})", file=sys.stderr)
+            continue
+        for spec in specs:
             found[spec.words] = spec
     return found
 

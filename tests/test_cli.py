@@ -101,6 +101,21 @@ def test_without_the_grader_an_instructor_command_says_where_it_is(argv, monkeyp
     assert "an instructor command; install the grader from autograder/" in _one_line_error(capsys)
 
 
+def test_a_broken_command_plugin_warns_and_the_library_commands_still_work(monkeypatch, capsys):
+    class BrokenEntry:                      # e.g. the grader's metadata left behind, its package gone
+        value = "flowlab_grader.commands:plugin"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'flowlab_grader'")
+
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [BrokenEntry()])
+    assert cli.plugin_commands() == {}
+    assert "warning: commands from 'flowlab_grader.commands:plugin' not loaded" in capsys.readouterr().err
+    assert cli.main(["demo", "--help"]) == 0
+
+
 def test_bench_samplers_delegates_to_the_bench(monkeypatch):
     from flowlab import bench
 
