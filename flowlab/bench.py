@@ -1,6 +1,6 @@
 """``flowlab bench samplers``: solver x schedule accuracy on the exact 8-Gaussian ring, the fewest
 evaluations that reach uniform Euler's 128-step error (on searched schedules and on grids optimised
-by ``schedules.optimize``), and wall time against torchdiffeq.
+by ``schedules.optimize``). The cost of the loops themselves is ``flowlab bench speed``.
 
 The error of a sampler is the mean Euclidean distance, over the points, between its end point
 and a very accurate solution of the same ODE from the same noise (RK4 on 1,024 uniform steps),
@@ -17,7 +17,7 @@ import torch
 
 from flowlab import schedules
 from flowlab.data import GaussianMixture
-from flowlab.solvers import METHODS, NFE_PER_STEP, CountingVelocity, integrate
+from flowlab.solvers import METHODS, NFE_PER_STEP, integrate
 
 REFERENCE = ("rk4", 1024)
 DEFAULT_NFES = (2, 4, 8, 16, 32, 64, 128)
@@ -133,41 +133,6 @@ def optimised_grids(target: float, problem: RingProblem, probe: torch.Tensor, me
     return rows
 
 
-def seconds_per_nfe(runs: dict, velocity, repeats: int = 5) -> dict:
-    """Best wall time per evaluation of each ``run(counted_velocity)`` in ``runs``, over ``repeats``
-    rounds that alternate the runs, so that a busy machine slows them alike."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeats):
-        for name, run in runs.items():
-            counted = CountingVelocity(velocity)
-            start = time.perf_counter()
-            run(counted)
-            best[name] = min(best[name], (time.perf_counter() - start) / counted.nfe)
-    return best
-
-
-def speed_table(batch_sizes=(16, 20_000), steps: int = 64) -> list[dict]:
-    """Wall time per NFE of ``integrate`` and of torchdiffeq's ``odeint`` on the same grid and velocity."""
-    import torchdiffeq
-
-    mixture = GaussianMixture.ring()
-    ts = schedules.uniform(steps)
-    rows = []
-    for batch, method in itertools.product(batch_sizes, ("euler", "midpoint", "rk4")):
-        x0 = torch.randn(batch, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-        def ours(velocity):
-            integrate(velocity, x0, ts, method)
-
-        def theirs(velocity):
-            torchdiffeq.odeint(lambda t, x: velocity(x, t.expand(x.shape[0])), x0, ts, method=method)
-
-        best = seconds_per_nfe({"flowlab": ours, "torchdiffeq": theirs}, mixture.velocity)
-        rows.append({"method": method, "batch": batch,
-                     "flowlab_ms": 1e3 * best["flowlab"], "torchdiffeq_ms": 1e3 * best["torchdiffeq"]})
-    return rows
-
-
 def format_error_table(rows: list[dict]) -> str:
     """Rows of (method, schedule) and a column per NFE; '-' where a method cannot spend that NFE."""
     nfes = sorted({row["nfe"] for row in rows})
@@ -203,14 +168,6 @@ def format_optimised_table(rows: list[dict], target: float) -> str:
     return f"target: error <= {target:.3e} (uniform Euler, 128 NFE)\n" + "\n".join(lines)
 
 
-def format_speed_table(rows: list[dict]) -> str:
-    lines = [f"{'method':<9}{'batch':>7}{'flowlab ms/NFE':>16}{'torchdiffeq ms/NFE':>20}{'ratio':>7}"]
-    for r in rows:
-        ratio = r["flowlab_ms"] / r["torchdiffeq_ms"]
-        lines.append(f"{r['method']:<9}{r['batch']:>7}{r['flowlab_ms']:>16.4f}{r['torchdiffeq_ms']:>20.4f}{ratio:>7.2f}")
-    return "\n".join(lines)
-
-
 def main_samplers(quick: bool = False, n_points: int | None = None, seed: int = 0) -> None:
     """Print the three benchmark tables (``quick``: fewer points and NFEs, for tests).
 
@@ -244,7 +201,6 @@ def _print_sampler_tables(quick: bool, n_points: int | None, seed: int) -> None:
     print(f"Optimised grid (schedules.optimize on {probe.shape[0]} points of other noise), "
           f"error on the benchmark's points, uniform grid at the same NFE:")
     print(format_optimised_table(optimised, target), "\n", flush=True)
-    print("Wall time per NFE, same grid and velocity (best of 5 alternating rounds):")
-    print(format_speed_table(speed_table(steps=16 if quick else 64)))
+    print("(the cost of the loops themselves: flowlab bench speed)")
     print(f"\n(bench took {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)")

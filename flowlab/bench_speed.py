@@ -19,6 +19,7 @@ Each cell is the best of ``repeats`` timed runs (after one warm-up run; the loop
 """
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ METHODS = ("euler", "heun", "adams")
 TORCHDIFFEQ_METHOD = {"euler": "euler", "heun": "heun2"}      # the same fixed-grid updates
 FULL = {"mlp_batch": 100_000, "unet_batch": 1_000, "steps": 20, "repeats": 5}
 QUICK = {"mlp_batch": 256, "unet_batch": 2, "steps": 2, "repeats": 1}
+HAVE_TORCHDIFFEQ = importlib.util.find_spec("torchdiffeq") is not None
 COLUMNS = ("network", "batch", "method", "NFE", "bare ms", "integrate ms", "torchdiffeq ms", "vs bare")
 
 
@@ -132,7 +134,7 @@ def speed_rows(device: torch.device, mlp_batch: int, unet_batch: int, steps_: in
         for workload in workloads(device, mlp_batch, unet_batch, steps_):
             for method in METHODS:
                 loops = {"bare": bare_loop, "integrate": integrate_loop}
-                if method in TORCHDIFFEQ_METHOD:
+                if method in TORCHDIFFEQ_METHOD and HAVE_TORCHDIFFEQ:   # a test extra: '-' without it
                     loops["torchdiffeq"] = torchdiffeq_loop
                 ms = best_ms_per_nfe(loops, method, workload, repeats, clock)
                 rows.append({"network": workload.network, "batch": workload.x.shape[0], "method": method,

@@ -1,6 +1,5 @@
 """The sampler benchmark's machinery, on a small copy of its problem."""
 import pytest
-import torch
 
 from flowlab import bench, schedules
 
@@ -48,13 +47,6 @@ def test_heun_on_the_uniform_grid_needs_more_than_10(small_problem):
     [row] = bench.fewest_nfe(target, small_problem, small_problem, methods=("heun",),
                              schedules_=("uniform",), max_nfe=10)
     assert row["nfe"] is None
-
-
-def test_speed_table_has_both_timings():
-    rows = bench.speed_table(batch_sizes=(8,), steps=4)
-    assert {r["method"] for r in rows} == {"euler", "midpoint", "rk4"}
-    assert all(r["flowlab_ms"] > 0 and r["torchdiffeq_ms"] > 0 for r in rows)
-    assert "ratio" in bench.format_speed_table(rows)
 
 
 def test_optimised_adams_grid_reaches_euler_128_in_fewer_nfe_than_searched_schedules(small_problem):
