@@ -3,19 +3,24 @@
 One batch (module fixture, about two minutes on 2 busy cores) holds, for every assignment, the
 solution, the unchanged release and each plausible wrong submission declared in its cases file
 (``Mutation``); a zip with every solution; and, on the first assignment, a garbage file and hostile
-notebooks: a cheater that tries to read the references, another student's work and the
-instructor's library, to write outside its working copy and to reach the network; a hog that loops,
+notebooks: a cheater that tries to read the references (this checkout's, and those of a decoy
+copy of the course planted outside it, found by searching the whole file system), another
+student's work and the instructor's library, to write outside its working copy and to reach the
+network; a hog that loops,
 allocates, forks, writes a huge file and exits; a kernel killer; a function that never returns; a
 cell that ignores interrupts. Then three of them are graded again, to compare.
 """
 import csv
 import html
+import json
 import os
 import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -24,6 +29,7 @@ from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments, repository_dir
 from flowlab_grader.grade import PreparedAssignment, grade
 from flowlab_grader.sandbox import Limits, probe_isolation
+from grading_hostile import plant_decoy, remove_decoy
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = assignments()
@@ -120,7 +126,30 @@ def readable(path):
             return len(handle.read(16)) > 0
     except OSError:
         return False
-STOLE_REFERENCES = readable({str(ASSIGNMENT.references_file)!r}) or readable({str(ASSIGNMENT.cases_file)!r})
+def found_a_course():
+    """Any .npz (by name or zip content), .git, autograder/ or notebook outside what the sandbox
+    lends (the Python installation, the bundle's public data, this notebook's own inputs)."""
+    import os, sys
+    lent = {{"/proc", "/sys", "/dev", "/usr", "/tmp/bundle", "/tmp/submission",
+             os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}}
+    if glob.glob("/*/*/autograder/references/*.npz") + glob.glob("/*/*/*/autograder/references/*.npz"):
+        return True
+    for folder, folders, files in os.walk("/"):
+        folders[:] = [name for name in folders if os.path.join(folder, name) not in lent]
+        if {{".git", "autograder", "submitted"}} & set(folders):
+            return True
+        for name in files:
+            if name.endswith((".npz", ".ipynb")):
+                return True
+            try:
+                with open(os.path.join(folder, name), "rb") as handle:
+                    if handle.read(4) == b"PK\\x03\\x04":
+                        return True
+            except OSError:
+                pass
+    return False
+STOLE_REFERENCES = (readable({str(ASSIGNMENT.references_file)!r}) or readable({str(ASSIGNMENT.cases_file)!r})
+                    or found_a_course())
 STOLE_LIBRARY = readable({str(repository_dir() / "flowlab" / "paths.py")!r})
 STOLE_WORK = readable({str(submissions / "solution" / ASSIGNMENT.name / ASSIGNMENT.notebook_name)!r}) or any(
     readable(path) for path in glob.glob("/tmp/flowlab-grade-*/jobs/*/box/*.ipynb"))
@@ -170,7 +199,7 @@ time.sleep(10_000)
 """
 
 
-def hostile(submissions, results, port, token, level) -> dict[str, bytes]:
+def hostile(submissions, results, port, token, isolated) -> dict[str, bytes]:
     """The hostile students, all on the first assignment, all with the right solutions. The cheater
     only where the sandbox is complete: elsewhere its writes would land in this checkout."""
     right = solutions(ASSIGNMENT)
@@ -188,7 +217,7 @@ def hostile(submissions, results, port, token, level) -> dict[str, bytes]:
         "slowpoke": notebook(ASSIGNMENT, slow),
         "sleeper": notebook(ASSIGNMENT, right, after={setup_cell(ASSIGNMENT): SLEEPER}),
     }
-    if level != "namespaces":
+    if not isolated:
         del students["mallory"]
     return students
 
@@ -200,14 +229,18 @@ def batch(tmp_path_factory):
     listener, token = Listener(), secrets.token_hex(6)
     probe = root / "probe"
     probe.mkdir(mode=0o711)
-    level = probe_isolation(probe, LIMITS).level
+    isolation = probe_isolation(probe, LIMITS, allow_unisolated=shutil.which("bwrap") is None)
+    decoys = [Path(tempfile.mkdtemp(prefix="flowlab-decoy-", dir=place)) for place in
+              (repository_dir().parent, Path("/var/tmp"), Path("/srv")) if place.is_dir() and os.access(place, os.W_OK)]
+    for folder in decoys:
+        plant_decoy(folder, token)
     entries: dict[tuple[str, str], bytes] = {}
     for assignment in ASSIGNMENTS:
         entries[("solution", assignment.name)] = notebook(assignment, solutions(assignment))
         entries[("release", assignment.name)] = notebook(assignment)
         for mutation in load_cases(assignment).mutations:
             entries[(f"mutant-{assignment.number:02d}-{mutation.name}", assignment.name)] = mutated(assignment, mutation)
-    for student, data in hostile(submissions, results, listener.port, token, level).items():
+    for student, data in hostile(submissions, results, listener.port, token, isolation.level == "bwrap").items():
         entries[(student, ASSIGNMENT.name)] = data
     for (student, name), data in entries.items():
         (submissions / student / name).mkdir(parents=True)
@@ -216,16 +249,18 @@ def batch(tmp_path_factory):
         for assignment in ASSIGNMENTS:
             archive.writestr(f"frank/{assignment.name}/{assignment.notebook_name}", entries[("solution", assignment.name)])
     try:
-        first = grade(submissions, results, jobs=2, limits=LIMITS, level=level)
+        first = grade(submissions, results, jobs=2, limits=LIMITS, isolation=isolation)
     finally:
         listener.close()
+        for folder in decoys:
+            remove_decoy(folder)
     subset = root / "subset"
     for student in ("solution", f"mutant-{ASSIGNMENT.number:02d}-{load_cases(ASSIGNMENT).mutations[0].name}", "gina"):
         shutil.copytree(submissions / student, subset / student)
-    second = grade(subset, again, jobs=2, limits=LIMITS, level=level)
+    second = grade(subset, again, jobs=2, limits=LIMITS, isolation=isolation)
     print("seconds per submission:", {f"{r.student}/{r.assignment}": round(r.seconds, 1) for r in first})
-    return {"results": results, "again": again, "entries": entries, "listener": listener, "token": token, "level": level,
-            "submissions": submissions, "first": {(r.student, r.assignment): r for r in first}}
+    return {"results": results, "again": again, "entries": entries, "listener": listener, "token": token,
+            "level": isolation.level, "submissions": submissions, "first": {(r.student, r.assignment): r for r in first}}
 
 
 def rows(path):
@@ -306,13 +341,22 @@ def test_a_notebook_past_its_time_limit_is_stopped(batch):
 
 
 def test_the_cheater_reads_writes_and_connects_nothing(batch):
-    if batch["level"] != "namespaces":
-        pytest.skip("full isolation needs root and unshare")
+    if batch["level"] != "bwrap":
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap): nothing isolates the cheater")
     assert batch["first"][("mallory", ASSIGNMENT.name)].score == 0, \
         "a read of the references, the library or another student's work succeeded"
+    assert "nothing stolen" in feedback(batch, "mallory", ASSIGNMENT), "the search ran to the end and found nothing"
     assert not batch["listener"].connected, "the notebook reached the network"
     written = outside(batch["submissions"], batch["results"], batch["token"])
     assert not [str(path) for path in written if os.path.exists(path)]
+
+
+def test_grading_json_says_what_isolation_held(batch):
+    report = json.loads((batch["results"] / "grading.json").read_text())["isolation"]
+    print(json.dumps(report, indent=1))
+    assert report["level"] == batch["level"] and report["memory"].startswith("RLIMIT_DATA")
+    if batch["level"] == "bwrap":
+        assert report["filesystem"].startswith("allowlist") and report["network"].startswith("off")
 
 
 def test_hostile_notebooks_do_not_change_other_grades(batch):
