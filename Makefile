@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench lab lab-instructor env clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml autograder/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU torch first, so no multi-GB CUDA build is pulled in by a loose requirement.
