@@ -42,8 +42,7 @@ from flowlab_grader.allowlist import BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX
 
 LEVELS = ("bwrap", "unisolated")
 GRACE_SECONDS = 60.0
-INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap; "
-                "conda-forge: bubblewrap)")
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl "
                "kernel.unprivileged_userns_clone=1; Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0; "
                "everywhere: user.max_user_namespaces > 0), or grade as root")
