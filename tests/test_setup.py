@@ -137,9 +137,10 @@ def test_an_environment_entry_it_does_not_understand_is_an_error():
 # ---- the wheel: every package, the shipped data, nothing else ------------------------------------
 
 def package_folders() -> set[str]:
-    """Dotted names of the folders under flowlab/ that hold Python files."""
-    return {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "flowlab").rglob("*.py")
-            if "__pycache__" not in path.parts}
+    """Dotted names of the folders under flowlab/ that hold files (Python modules or package data:
+    setuptools installs a data folder only when it is listed as a package too)."""
+    return {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "flowlab").rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
 
 
 def data_packages(pyproject: dict) -> dict[str, Path]:

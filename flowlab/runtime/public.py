@@ -24,10 +24,10 @@ from flowlab.runtime.side_effects import Watch, findings
 
 
 def public_file(assignment: str) -> Path:
-    """``data/public/<assignment>.npz`` (``$FLOWLAB_DATA/public`` when that is set)."""
-    from flowlab.pretrained import data_dir
+    """``data/public/<assignment>.npz``, in the folder that ``flowlab.locations.public_dir()`` finds."""
+    from flowlab.locations import public_dir
 
-    return data_dir() / "public" / f"{assignment}.npz"
+    return public_dir() / f"{assignment}.npz"
 
 
 def failures(assignment: str, function_name: str, function: Callable) -> tuple[int, list[str]]:
