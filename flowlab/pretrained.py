@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from flowlab import checkpoints, schedules
-from flowlab.locations import checkpoint_dir, data_dir  # noqa: F401 (data_dir: re-exported for old callers)
+from flowlab.locations import checkpoint_dir
 from flowlab.validate import require_choice
 from flowlab.metrics import sliced_wasserstein
 from flowlab.solvers import integrate
