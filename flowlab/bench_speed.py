@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from flowlab import models, schedules
-from flowlab.multistep import adams_bashforth2, adams_moulton3
+from flowlab.multistep import adams_loop
 from flowlab.sampling import LoopVelocity
-from flowlab.solvers import NFE_PER_STEP, CountingVelocity, integrate
+from flowlab.solvers import CountingVelocity, integrate, nfe
 from flowlab.steps import STEPS
 
 METHODS = ("euler", "heun", "adams")
@@ -64,23 +64,10 @@ def bare_loop(method: str, velocity: Callable, x: torch.Tensor, ts: torch.Tensor
     """The loop without any check: the grid's float times and an unchecked ``LoopVelocity``."""
     times, velocity = ts.tolist(), LoopVelocity(velocity)
     if method == "adams":
-        return _bare_adams(velocity, x, times)
+        return adams_loop(lambda i: velocity, x, times)
     step = STEPS[method]
     for t, t_next in zip(times[:-1], times[1:]):
         x = step(velocity, x, t, t_next)
-    return x
-
-
-def _bare_adams(velocity: LoopVelocity, x: torch.Tensor, times: list[float]) -> torch.Tensor:
-    v, v_prev, k = velocity(x, times[0]), None, None
-    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
-        h = t_next - t
-        x_pred = adams_bashforth2(x, h, k, v, v_prev)
-        if i == len(times) - 2:
-            return x_pred
-        v_next = velocity(x_pred, t_next)
-        x = adams_moulton3(x, h, k, v_next, v, v_prev)
-        v_prev, v, k = v, v_next, h
     return x
 
 
@@ -138,7 +125,7 @@ def speed_rows(device: torch.device, mlp_batch: int, unet_batch: int, steps_: in
                     loops["torchdiffeq"] = torchdiffeq_loop
                 ms = best_ms_per_nfe(loops, method, workload, repeats, clock)
                 rows.append({"network": workload.network, "batch": workload.x.shape[0], "method": method,
-                             "NFE": NFE_PER_STEP[method] * steps_, "bare ms": ms["bare"],
+                             "NFE": nfe(method, steps_), "bare ms": ms["bare"],
                              "integrate ms": ms["integrate"], "torchdiffeq ms": ms.get("torchdiffeq"),
                              "vs bare": ms["integrate"] / ms["bare"]})
     return rows

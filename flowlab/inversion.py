@@ -21,10 +21,6 @@ from flowlab.validate import increasing_grid, require_batch, require_same_shape
 REVERSED_HERE = "pass the sampling grid, invert reverses it itself"
 
 
-def _sampling_grid(ts) -> torch.Tensor:
-    return increasing_grid(ts, REVERSED_HERE)
-
-
 def invert(velocity: Velocity, x1: torch.Tensor, ts, method: str = "euler") -> torch.Tensor:
     """Map data ``x1`` to noise: integrate ``dx/dt = v`` backwards over ``ts.flip(0)``.
 
@@ -32,7 +28,7 @@ def invert(velocity: Velocity, x1: torch.Tensor, ts, method: str = "euler") -> t
     ``(B, ...)`` at ``ts[-1]``. Returns ``x0_hat`` at ``ts[0]``, shaped like ``x1``.
     NFE: ``flowlab.solvers.nfe(method, len(ts) - 1)``.
     """
-    times = _sampling_grid(ts)
+    times = increasing_grid(ts, REVERSED_HERE)
     return integrate(velocity, x1, times.flip(0), method)
 
 
@@ -69,7 +65,7 @@ def sdedit(velocity: Velocity, x1: torch.Tensor, t0: float, ts, *, noise: torch.
     if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0 <= t0 <= 1:
         raise ValueError(f"t0 must be a float in [0, 1] (0: start from pure noise, 1: keep the data), "
                          f"got {t0!r}")
-    times = _sampling_grid(ts)
+    times = increasing_grid(ts, REVERSED_HERE)
     x_t0 = interpolate(noise.to(x1), x1, float(t0))
     later = times[times > t0]
     if later.numel() == 0:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
+from flowlab.locations import PACKAGE_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parent / "lab_config"
+CONFIG_DIR = PACKAGE_DIR / "lab_config"
 
 
 def environment(base: dict[str, str] | None = None) -> dict[str, str]:

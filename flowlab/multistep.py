@@ -49,10 +49,17 @@ def sample_adams(velocity, x: torch.Tensor, ts, *, generator=None, noise=None, r
     """
     run = start("adams", velocity, x, ts, generator=generator, noise=noise, return_path=return_path,
                 callback=callback)
-    times, last = run.times, len(run.times) - 2
-    evaluate = run.velocity_of(0)
+    return run.finish(adams_loop(run.velocity_of, x, run.times, run.record))
+
+
+def adams_loop(velocity_of, x: torch.Tensor, times: list[float], on_step=None) -> torch.Tensor:
+    """The bare PEC loop over the float grid ``times``: ``velocity_of(i)`` is the velocity that step
+    ``i`` evaluates (called as ``v(x, t)``), ``on_step(i, t, t_next, x_next)`` runs after each step.
+    The last step is the predictor alone: its corrector's evaluation would serve no next step."""
+    last = len(times) - 2
+    evaluate = velocity_of(0)
     v, v_prev, k = evaluate(x, times[0]), None, None
-    for i, t, t_next in run.steps:
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         h = t_next - t
         x_pred = adams_bashforth2(x, h, k, v, v_prev)
         if i == last:
@@ -61,6 +68,7 @@ def sample_adams(velocity, x: torch.Tensor, ts, *, generator=None, noise=None, r
             v_next = evaluate(x_pred, t_next)
             x = adams_moulton3(x, h, k, v_next, v, v_prev)
             v_prev, v, k = v, v_next, h
-        evaluate = run.velocity_of(i + 1)
-        run.record(i, t, t_next, x)
-    return run.finish(x)
+        evaluate = velocity_of(i + 1)
+        if on_step is not None:
+            on_step(i, t, t_next, x)
+    return x
