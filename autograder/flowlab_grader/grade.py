@@ -246,8 +246,9 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
                 progress.finished(result.status)
 
         todo = [index for index, result in enumerate(kept) if result is None]
-        if todo:
-            make_runnable(by_name, work)
+        if todo:     # only the assignments something is run for: each costs a generate_assignment
+            needed = {found[index].assignment for index in todo}
+            make_runnable({name: prepared for name, prepared in by_name.items() if name in needed}, work)
         progress = Progress(len(found), [result.status for result in kept if result is not None])
         interrupted = run_all(todo, run_one, jobs, finished, progress.tick, stop)
         progress.close()

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 from flowlab_grader.cases import graded_functions
-from flowlab_grader.course import Assignment, assignments, course_dir, library_dir, notebooks_dir, repository_dir
+from flowlab_grader.course import (Assignment, assignments, course_dir, library_dir, library_file, notebooks_dir,
+                                   repository_dir)
 from flowlab_grader.gradebook import database_url
 from flowlab_grader.leaks import check_leaks
 from flowlab_grader.stubs import stub_function
@@ -43,7 +44,7 @@ def build_library(destination: Path, stub_from: int) -> list[str]:
     shutil.copytree(library_dir(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     stubbed = []
     for module, name, assignment in graded_functions(stub_from):
-        path = target.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        path = target / library_file(module).relative_to(library_dir())
         path.write_text(stub_function(path.read_text(), name, f"implemented in notebook {assignment.name}"))
         stubbed.append(f"{module}:{name}")
     return stubbed

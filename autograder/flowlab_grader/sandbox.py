@@ -42,6 +42,7 @@ from flowlab_grader.allowlist import BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX
 
 LEVELS = ("bwrap", "unisolated")
 GRACE_SECONDS = 60.0
+JAIL_SOURCE = Path(jail.__file__).read_text()   # the launcher, passed to python -c (read once)
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl "
                "kernel.unprivileged_userns_clone=1; Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0; "
@@ -133,18 +134,23 @@ def sandbox_environment(box: str, bundle: str, limits: Limits) -> dict[str, str]
     }
 
 
+def _own_user(job: Job, level: str) -> int | None:
+    """The uid the job runs as when it has one of its own (root, in bubblewrap); else None."""
+    return job.uid if os.geteuid() == 0 and level == "bwrap" else None
+
+
 def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple[list[str], dict[str, str]]:
     """The command line that runs ``python <argv_tail>`` for ``job`` at ``level``, and the
     environment to start it with: bwrap with the allowlist, then the launcher, then the notebook's
     Python; or, unisolated, the launcher alone."""
     isolated = level == "bwrap"
     as_root = os.geteuid() == 0
-    own_user = job.uid if as_root and isolated else None
+    own_user = _own_user(job, level)
     box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if isolated else (str(job.box), str(job.bundle))
     notebook_environment = sandbox_environment(box, bundle, limits)
     spec = {"limits": limits.rlimits(own_user is not None), "uid": own_user, "cwd": box,
             "argv": [sys.executable, *argv_tail]}
-    launcher = [sys.executable, "-I", "-S", "-c", Path(jail.__file__).read_text(), json.dumps(spec)]
+    launcher = [sys.executable, "-I", "-S", "-c", JAIL_SOURCE, json.dumps(spec)]
     if not isolated:
         return launcher, notebook_environment
     etc = job.box.parent / "etc"
@@ -161,7 +167,7 @@ def run(job: Job, level: str, argv_tail: list[str], limits: Limits, log: Path, t
     argv, host_environment = command(job, level, argv_tail, limits)
     start = time.monotonic()
     returncode, timed_out = run_detached(argv, log, timeout, host_environment,
-                                         uid=job.uid if os.geteuid() == 0 and level == "bwrap" else None,
+                                         uid=_own_user(job, level),
                                          started=started)
     return Outcome(returncode, timed_out, time.monotonic() - start)
 

@@ -57,7 +57,8 @@ def judge(references: ReferenceSet, key: str, record) -> CaseResult:
         return CaseResult(key, about, False, f"your function raised {record.error}")
     check = references.check(key)
     try:
-        verdict = check.evaluate(record.outputs, references.expected(key), case["expect"])
+        expected = references.expected(key)
+        verdict = check.evaluate(record.outputs, expected, case["expect"])
     except Exception as error:      # a record that cannot be compared costs this case, not the submission
         return CaseResult(key, about, False, f"the result could not be compared with the expected one "
                                              f"({type(error).__name__})")
@@ -66,8 +67,7 @@ def judge(references: ReferenceSet, key: str, record) -> CaseResult:
         return CaseResult(key, about, True)
     if not verdict.passed and hint is None:
         try:
-            hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"],
-                            references.expected(key))
+            hint = diagnose(check, record.outputs, references.wrong_answers(key), case["expect"], expected)
         except Exception:           # no hint rather than no grade
             hint = None
     parts = ([] if verdict.passed else [verdict.message]) + problems

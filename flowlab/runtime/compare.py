@@ -138,9 +138,8 @@ class SeededMean:
             problem = structure_problem(name, outputs.get(name), expect.get(name, {}))
             if problem:
                 return Verdict(False, math.inf, problem)
-        first = float(outputs["first"].values.reshape(-1)[0])
-        second = float(outputs["second"].values.reshape(-1)[0])
-        if abs(first - second) > self.reproducible_rtol * abs(first) + 1e-12:
+        first, second = _scalar(outputs["first"]), _scalar(outputs["second"])
+        if not self._same(first, second):
             return Verdict(False, math.inf, "two calls with equally seeded generators gave different results: "
                                             "draw every random number from the generator argument")
         mean, sd = float(expected["mean"]), float(expected["sd"])
@@ -153,10 +152,18 @@ class SeededMean:
             problem = structure_problem("other", outputs.get("other"), expect.get("other", {}))
             if problem:
                 return Verdict(False, math.inf, problem)
-            other = float(outputs["other"].values.reshape(-1)[0])
-            if abs(first - other) <= self.reproducible_rtol * abs(first) + 1e-12:
+            if self._same(first, _scalar(outputs["other"])):
                 return Verdict(False, math.inf, IGNORES_GENERATOR)
         return Verdict(True, sigmas / self.n_sigma)
+
+    def _same(self, a: float, b: float) -> bool:
+        """``b`` equals ``a`` up to ``reproducible_rtol`` (float rounding, not another draw)."""
+        return abs(a - b) <= self.reproducible_rtol * abs(a) + 1e-12
+
+
+def _scalar(output: Output) -> float:
+    """The first value of a recorded output, as a float (a loss is a scalar)."""
+    return float(output.values.reshape(-1)[0])
 
 
 CHECKS = {"allclose": AllClose, "seeded_mean": SeededMean}

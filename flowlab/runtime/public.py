@@ -41,10 +41,11 @@ def failures(assignment: str, function_name: str, function: Callable) -> tuple[i
         produced = measure_case(function, watch, case)
         outputs = {name: Output(*describe(value)) for name, value in produced.items()}
         check = references.check(key)
-        verdict = check.evaluate(outputs, references.expected(key), case["expect"])
+        expected = references.expected(key)
+        verdict = check.evaluate(outputs, expected, case["expect"])
         problems, hint = findings(function_name, watch.changed(), watch.used_global_random, case)
         if not verdict.passed and hint is None:
-            hint = diagnose(check, outputs, references.wrong_answers(key), case["expect"], references.expected(key))
+            hint = diagnose(check, outputs, references.wrong_answers(key), case["expect"], expected)
         if not verdict.passed or problems or hint:
             said = "; ".join(([] if verdict.passed else [verdict.message]) + problems) or "the values are right"
             messages.append(f"{case['about'] or key}: {said}" + (f"\n    hint: {hint}" if hint else ""))
