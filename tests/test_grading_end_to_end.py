@@ -222,6 +222,24 @@ def hostile(submissions, results, port, token, isolated) -> dict[str, bytes]:
     return students
 
 
+LMS_STUDENTS = {"doejane_101": "solution", "Jane-Roe_102": f"mutant-{ASSIGNMENT.number:02d}-"
+                f"{load_cases(ASSIGNMENT).mutations[0].name}", "loose": "solution"}
+
+
+def write_lms_layouts(submissions: Path, entries: dict[tuple[str, str], bytes]) -> None:
+    """The first assignment as a Canvas download (the release, then the solution uploaded again:
+    ``-1``), a Moodle folder (the first mutant) and a notebook in a student folder without the
+    assignment's folder (the solution): ``LMS_STUDENTS`` says whose grade each must get."""
+    name = ASSIGNMENT.name
+    (submissions / f"doejane_101_5001_{name}.ipynb").write_bytes(entries[("release", name)])
+    (submissions / f"doejane_LATE_101_5001_{name}-1.ipynb").write_bytes(entries[("solution", name)])
+    moodle = submissions / "Jane Roe_102_assignsubmission_file_"
+    moodle.mkdir()
+    (moodle / f"{name}.ipynb").write_bytes(entries[(LMS_STUDENTS["Jane-Roe_102"], name)])
+    (submissions / "loose").mkdir()
+    (submissions / "loose" / f"{name}.ipynb").write_bytes(entries[("solution", name)])
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
@@ -248,6 +266,7 @@ def batch(tmp_path_factory):
     with zipfile.ZipFile(submissions / "frank.zip", "w") as archive:
         for assignment in ASSIGNMENTS:
             archive.writestr(f"frank/{assignment.name}/{assignment.notebook_name}", entries[("solution", assignment.name)])
+    write_lms_layouts(submissions, entries)
     try:
         first = grade(submissions, results, jobs=2, limits=LIMITS, isolation=isolation)
     finally:
@@ -274,7 +293,15 @@ def feedback(batch, student, assignment):
 
 def test_every_submission_gets_a_row(batch):
     expected = set(batch["entries"]) | {("frank", a.name) for a in ASSIGNMENTS}
+    expected |= {(student, ASSIGNMENT.name) for student in LMS_STUDENTS}
     assert set(rows(batch["results"])) == expected
+
+
+def test_canvas_moodle_and_a_folder_without_the_assignment_folder_are_graded(batch):
+    table = rows(batch["results"])
+    for student, same_as in LMS_STUDENTS.items():
+        row, twin = table[(student, ASSIGNMENT.name)], table[(same_as, ASSIGNMENT.name)]
+        assert (row["score"], row["status"], row["reason"]) == (twin["score"], twin["status"], twin["reason"]), student
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])

@@ -1,7 +1,17 @@
 """Find the submissions in a folder: nbgrader's layout, or one zip file per student.
 
     SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb     (nbgrader's submitted/ folder)
+    SUBMISSIONS/<student>/<assignment>.ipynb                  (no assignment folder: see below)
     SUBMISSIONS/<student>.zip   containing <assignment>/<assignment>.ipynb (at any depth)
+    SUBMISSIONS/doejane_12345_678901_<file>.ipynb             (a Canvas bulk download)
+    SUBMISSIONS/Jane Doe_12345_assignsubmission_file_/...     (a Moodle bulk download)
+
+A student folder without the assignment's folder is graded from the notebooks directly in it:
+with ``only`` (``--assignment``) the one named after it or the only one there, without it each
+notebook named after a known assignment. Canvas and Moodle downloads (``flowlab_grader.lms``)
+are read in their own layouts: the student's key joins the name and the system's number, a
+file named after a known assignment is graded for it (any notebook, with ``only``), and of
+files uploaded again under one name the newest counts.
 
 A ``submitted/`` folder inside SUBMISSIONS is used when there is one (pass the course root).
 Each (student, assignment) found becomes a ``Submission``; what cannot be graded (no notebook,
@@ -23,9 +33,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from flowlab_grader import lms
+
 MAX_FILE_BYTES = 1024 * 2**20       # read at all (outputs included): a guard for memory, not a rule
 MAX_SOURCE_BYTES = 8 * 2**20        # the cells' source, what is graded
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+_-]{0,99}$")
 IGNORED = (".ipynb_checkpoints", "__MACOSX")
 
 
@@ -100,9 +112,9 @@ def _notebook(student: str, assignment: str, data: bytes | None, problem: str) -
     return Submission(student, assignment, data, problem)
 
 
-def _from_folder(student: str, folder: Path, assignment: str) -> Submission:
+def _from_folder(student: str, folder: Path, assignment: str, only_top: bool = False) -> Submission:
     candidates = {}
-    for path in sorted(folder.rglob("*.ipynb")):
+    for path in sorted(folder.glob(f"{assignment}.ipynb") if only_top else folder.rglob("*.ipynb")):
         if not _is_plain(path, "file"):
             return Submission(student, assignment, problem=f"{path.name} is not a regular file (a link?)")
         candidates[path.relative_to(folder).as_posix()] = path.lstat().st_size
@@ -127,6 +139,49 @@ def _from_zip(student: str, path: Path, known: list[str]) -> list[Submission]:
         return [Submission(student, known[0] if len(known) == 1 else "?", problem=f"unreadable zip file: {error}"[:200])]
 
 
+def _loose(student: str, folder: Path, wanted: list[str], only: str | None) -> list[Submission]:
+    """The notebooks directly in a student's folder (no assignment folder around them): with
+    ``only``, graded as that assignment (``_pick``); without, each one named after an assignment."""
+    loose = {path.name: path for path in sorted(folder.glob("*.ipynb")) if not path.name.startswith(".")}
+    if only:
+        if not loose:
+            return []
+        if any(not _is_plain(path, "file") for path in loose.values()):
+            return [Submission(student, only, problem="a notebook in the folder is not a regular file (a link?)")]
+        chosen, problem = _pick({name: path.lstat().st_size for name, path in loose.items()}, only)
+        return [_notebook(student, only, loose[chosen].read_bytes() if chosen else None, problem)]
+    return [_from_folder(student, folder, name.removesuffix(".ipynb"), only_top=True)
+            for name in loose if name.removesuffix(".ipynb") in wanted]
+
+
+def _uploaded(student: str, files: list[lms.Upload], known: list[str], only: str | None) -> list[Submission]:
+    """One student's Canvas or Moodle uploads as submissions: a notebook named after a known
+    assignment is for it; with ``only``, any other notebook is for ``only``."""
+    by_assignment: dict[str, list[lms.Upload]] = {}
+    for upload in files:
+        if not upload.name.endswith(".ipynb"):
+            continue
+        named = PurePosixPath(upload.name).stem
+        assignment = named if named in known else only if only else "?"
+        if only and assignment != only:
+            continue
+        by_assignment.setdefault(assignment, []).append(upload)
+    found = []
+    for assignment, group in sorted(by_assignment.items()):
+        if assignment == "?":
+            names = ", ".join(sorted(upload.name for upload in group))[:200]
+            found.append(Submission(student, "?", problem=f"no known assignment is named by {names}: "
+                                                          "pass --assignment"))
+            continue
+        newest = lms.newest(group)
+        chosen, problem = _pick({name: upload.path.lstat().st_size for name, upload in newest.items()}, assignment)
+        if chosen and not _is_plain(newest[chosen].path, "file"):
+            problem = f"{newest[chosen].path.name} is not a regular file (a link?)"
+            chosen = None
+        found.append(_notebook(student, assignment, newest[chosen].path.read_bytes() if chosen else None, problem))
+    return found
+
+
 def discover(folder: Path, assignments: list[str], only: str | None = None) -> list[Submission]:
     """Every submission under ``folder`` for the known ``assignments`` (see the module docstring)."""
     folder = Path(folder)
@@ -137,9 +192,15 @@ def discover(folder: Path, assignments: list[str], only: str | None = None) -> l
     wanted = [only] if only else assignments
     found: dict[tuple[str, str], Submission] = {}
     students = set()
+    download = lms.read_download(folder)
+    students |= download.students
+    for student in sorted(download.students):
+        files = [upload for upload in download.files if upload.student == student]
+        for submission in _uploaded(student, files, assignments, only):
+            found[(student, submission.assignment)] = submission
     for entry in sorted(folder.iterdir()):
         student = entry.stem if entry.suffix == ".zip" else entry.name
-        if entry.name.startswith(".") or not STUDENT_ID.match(student):
+        if entry.name.startswith(".") or entry.name in download.entries or not STUDENT_ID.match(student):
             continue
         if entry.suffix == ".zip" and _is_plain(entry, "file"):
             students.add(student)
@@ -153,6 +214,9 @@ def discover(folder: Path, assignments: list[str], only: str | None = None) -> l
                 elif child.name not in assignments and not child.name.startswith(".") and _is_plain(child, "dir") \
                         and only is None:
                     found[(student, child.name)] = Submission(student, child.name, problem="unknown assignment")
+            if not (only and (student, only) in found):
+                for submission in _loose(student, entry, wanted, only):
+                    found.setdefault((student, submission.assignment), submission)
     if only:
         for student in students:
             found.setdefault((student, only), Submission(student, only, problem="missing: nothing submitted"))
