@@ -7,14 +7,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Where torch comes from (CPU wheels); empty (make test TORCH_INDEX=) uses pip's default index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test bench lab lab-instructor env clean
 
 $(STAMP): pyproject.toml autograder/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# CPU torch first, so no multi-GB CUDA build is pulled in by a loose requirement.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# CPU torch first, from the CPU-only index: on Linux PyPI's torch is the multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./autograder
 	touch $(STAMP)
 
@@ -27,7 +29,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lab: $(STAMP)
-	# Students: nbgrader's Validate button, without its instructor panels (flowlab/lab.py says how).
+	# Students: nbgrader's Validate button, without its instructor panels (flowlab/lab.py says how;
+	# it adds --allow-root when run as root).
 	$(BIN)/python -m flowlab.lab notebooks/
 
 lab-instructor: $(STAMP)

@@ -35,6 +35,7 @@ from flowlab_grader.leaks import check_leaks
 from flowlab_grader.stubs import stub_function
 
 TOP_LEVEL_FILES = ("pyproject.toml", "environment.yml")
+BUNDLE_SETUP_DIR = Path(__file__).resolve().parents[1] / "bundle"   # autograder/bundle: copied as they are
 
 
 def build_library(destination: Path, stub_from: int) -> list[str]:
@@ -153,12 +154,8 @@ def build_release(out: Path, through: int | None = None) -> dict:
     for name in TOP_LEVEL_FILES:
         if (repository_dir() / name).is_file():
             shutil.copy2(repository_dir() / name, out / name)
-    (out / "README.md").write_text(
-        "# flowlab: the course notebooks\n\nInstall, then open the notebooks in JupyterLab:\n\n"
-        "```bash\npip install -e .  # or: conda env create -f environment.yml\n"
-        "python -m flowlab.lab notebooks/   # JupyterLab with nbgrader's Validate, without its instructor tools\n```\n\n"
-        "Conventions: t in [0, 1], t = 0 is noise, t = 1 is data. Functions that a notebook asks you to write "
-        "raise NotImplementedError in the library until that notebook is due.\n")
+    for template in sorted(BUNDLE_SETUP_DIR.iterdir()):   # README.md and Makefile: the students' CPU-first setup
+        shutil.copy2(template, out / template.name)
     make_readable(out)
     manifest = {"through": f"{last:02d}", "notebooks": [path.name for path in notebooks], "stubbed": stubbed}
     (out / "release.json").write_text(json.dumps(manifest, indent=1) + "\n")
