@@ -2,7 +2,8 @@
 
 Each section below is one lecture point: it draws its figures and returns them with a caption
 that states the point. ``render_demo(out_dir)`` runs them all, writes ``index.html`` (figures,
-captions and an embedded animation of the flow) and returns the paths written.
+captions and an animated GIF of the flow) and returns the paths written. The page needs nothing
+from the network: its figures are files next to it and it has no script.
 
 Two flows are shown throughout: the pretrained MLP on the moons data (a *learned* velocity, with
 model error) and the exact velocity of the 8-Gaussian ring (``GaussianMixture.ring()``: no model
@@ -20,6 +21,9 @@ import torch
 from flowlab import schedules, viz
 from flowlab.data import GaussianMixture, toy
 from flowlab.solvers import METHODS, integrate, nfe
+
+
+ANIMATION_FILE = "flow_animation.gif"
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,10 @@ class Item:
 
 @dataclass
 class Context:
-    """What every section needs: settings, the two velocity fields and their data."""
+    """What every section needs: settings, the two velocity fields and their data, where files go."""
     settings: Settings
     model: torch.nn.Module
+    out_dir: Path
     mixture: GaussianMixture = field(default_factory=GaussianMixture.ring)
 
     def generator(self, offset: int = 0) -> torch.Generator:
@@ -92,9 +97,9 @@ def data_and_samples(context: Context) -> list[Item]:
     s = context.settings
     data, samples = context.moons(), context.sample_moons()
     figure, axes = viz.new_figure(1, 3, sharey=True)
-    viz.scatter_density(context.noise(), ax=axes[0, 0], lim=3.5, title="noise x0 ~ N(0, I)  (t = 0)")
-    viz.scatter_density(data, ax=axes[0, 1], lim=3.5, title="data: moons  (t = 1)")
-    viz.scatter_density(samples, ax=axes[0, 2], lim=3.5, color=viz.STYLE["sample_color"],
+    viz.scatter_density(context.noise(), ax=axes[0, 0], lim=viz.MOONS_LIM, title="noise x0 ~ N(0, I)  (t = 0)")
+    viz.scatter_density(data, ax=axes[0, 1], lim=viz.MOONS_LIM, title="data: moons  (t = 1)")
+    viz.scatter_density(samples, ax=axes[0, 2], lim=viz.MOONS_LIM, color=viz.STYLE["sample_color"],
                         title=f"model samples: {s.sample_method}, {s.sample_steps} steps = "
                               f"{nfe(s.sample_method, s.sample_steps)} NFE\n"
                               f"{_distance(samples, data)}")
@@ -110,11 +115,12 @@ def trajectories_and_field(context: Context) -> list[Item]:
     s = context.settings
     _, path = context.sample_moons(return_path=True)
     grid = schedules.get("uniform", s.sample_steps)
-    trajectories = viz.plot_trajectories(path, n=200, lim=3.5,
+    trajectories = viz.plot_trajectories(path, n=200, lim=viz.MOONS_LIM,
                                          title=f"moons model: {s.sample_method}, {s.sample_steps} steps")
-    field_figure = viz.plot_vector_field(context.model, lim=3.5, resolution=s.field_resolution,
+    field_figure = viz.plot_vector_field(context.model, lim=viz.MOONS_LIM, resolution=s.field_resolution,
                                          title="velocity of the moons model v(x, t)")
-    animation = viz.animate_flow(path, ts=grid, n=s.animation_points, lim=3.5)
+    animation = viz.animate_flow(path, context.out_dir / ANIMATION_FILE, ts=grid, n=s.animation_points,
+                                 lim=viz.MOONS_LIM)
     return [
         Item("Trajectories from noise to data", (
             "Each sample follows the ODE from t = 0 (grey) to t = 1 (red). Flow matching regresses "
@@ -128,7 +134,7 @@ def trajectories_and_field(context: Context) -> list[Item]:
             "sharp, which is where solvers need short steps."),
             field_figure, "03_vector_field.png"),
         Item("Animation: the flow", "The same samples moving along their trajectories, one frame per "
-             "solver step (t = 0 noise to t = 1 data).", html=animation),
+             "solver step (t = 0 noise to t = 1 data), looping.", filename=animation.name),
     ]
 
 
@@ -183,7 +189,7 @@ def sde_versus_ode(context: Context) -> list[Item]:
 
     s = context.settings
     grid = schedules.get("uniform", s.sde_steps)
-    flows = [("moons model", context.model, context.noise(), context.moons(), 3.5),
+    flows = [("moons model", context.model, context.noise(), context.moons(), viz.MOONS_LIM),
              ("exact 8 Gaussians", context.mixture.velocity, context.noise(dtype=torch.float64),
               context.mixture.sample(s.n_samples, generator=context.generator(3)), 6.0)]
     figure, axes = viz.new_figure(len(flows), len(s.sde_etas))
@@ -245,7 +251,8 @@ def _section_html(item: Item) -> str:
 
 def render_demo(out_dir: str | Path, quick: bool = False, settings: Settings | None = None,
                 threads: int | None = 1) -> list[Path]:
-    """Render every lecture figure into ``out_dir``; returns the PNG paths and then ``index.html``.
+    """Render every lecture figure into ``out_dir``; returns the image paths (PNGs and the GIF) and
+    then ``index.html``.
 
     ``quick=True`` uses far fewer points and steps (for tests); ``settings`` overrides both.
     ``threads``: torch threads while rendering (restored afterwards; None leaves torch's setting).
@@ -269,7 +276,7 @@ def render_demo(out_dir: str | Path, quick: bool = False, settings: Settings | N
 
 def _render(out_dir: Path, settings: Settings, model: torch.nn.Module, quick: bool) -> list[Path]:
     start = time.perf_counter()
-    context = Context(settings, model)
+    context = Context(settings, model, out_dir)
     items, written = [], []
     with torch.inference_mode():
         for section in SECTIONS:
@@ -279,8 +286,10 @@ def _render(out_dir: Path, settings: Settings, model: torch.nn.Module, quick: bo
                 if item.figure is not None:
                     written.append(viz.save(item.figure, out_dir / item.filename, close=True))
                     item.figure = None
+                elif item.filename is not None:              # written by its section (the animation)
+                    written.append(out_dir / item.filename)
                 seconds = time.perf_counter() - section_start
-                print(f"  {item.filename or 'animation (embedded)':28s} {item.heading} [{seconds:.1f} s]")
+                print(f"  {item.filename or 'html':28s} {item.heading} [{seconds:.1f} s]")
     page = PAGE.format(mode=" --quick" if quick else "", seconds=time.perf_counter() - start,
                        sections="\n".join(_section_html(item) for item in items))
     index = out_dir / "index.html"

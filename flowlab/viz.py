@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from matplotlib.animation import FuncAnimation
+from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
@@ -42,6 +42,9 @@ STYLE = {
                         "cosine": ("-.", "D"), "logsnr": ((0, (5, 1, 1, 1)), "v")},
 }
 COORDINATE_LABELS = ("$x_1$", "$x_2$")
+# Half-width of a square view that shows the whole moons data set (flowlab.data.toy): the tips of
+# the moons reach |x_1| = 3.33, so a view of [-3, 3]^2 cuts them off.
+MOONS_LIM = 3.75
 
 
 def _styled(function):
@@ -342,12 +345,16 @@ def plot_time_grids(grids: Mapping[str, torch.Tensor], axes: Sequence[Axes] | No
 
 
 @_styled
-def animate_flow(path, interval: int = 80, ts=None, n: int = 1500, lim: float | None = None,
-                 title: str = "samples flowing from noise (t = 0) to data (t = 1)") -> str:
-    """An HTML/JavaScript animation (matplotlib's ``to_jshtml``; no ffmpeg needed) of the points of
-    ``path`` ``(T, B, 2)`` moving along their trajectories, one frame per time point. ``interval``
-    is the delay between frames in milliseconds; ``ts`` ``(T,)``, the grid of the path, labels the
-    frames (evenly spaced times if None). Returns the HTML as a string."""
+def animate_flow(path, out_file: str | Path, interval: int = 80, ts=None, n: int = 1500,
+                 lim: float | None = None, dpi: int = 90,
+                 title: str = "samples flowing from noise (t = 0) to data (t = 1)") -> Path:
+    """Write an animated GIF of the points of ``path`` ``(T, B, 2)`` moving along their
+    trajectories, one frame per time point, looping; returns ``out_file``.
+
+    A GIF (Pillow, no ffmpeg) plays in any browser offline: matplotlib's JavaScript player
+    (``to_jshtml``) takes its button icons from a web font on a CDN, so offline its buttons are
+    empty boxes. ``interval`` is the delay between frames in milliseconds; ``ts`` ``(T,)``, the
+    grid of the path, labels the frames (evenly spaced times if None)."""
     path = _as_numpy("path", path, ndim=3)[:, _subsample(path.shape[1], n)]
     figure, axes = new_figure(width=4.2, height=4.4)
     ax = axes[0, 0]
@@ -365,9 +372,11 @@ def animate_flow(path, interval: int = 80, ts=None, n: int = 1500, lim: float | 
         label.set_text(f"t = {times[index]:.3f}")
         return points, label
 
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     animation = FuncAnimation(figure, show_frame, frames=path.shape[0], interval=interval, blit=False)
-    with matplotlib.rc_context({"animation.embed_limit": 60.0}):
-        return animation.to_jshtml(default_mode="once")
+    animation.save(out_file, writer=PillowWriter(fps=1000.0 / interval), dpi=dpi)
+    return out_file
 
 
 def save(figure: Figure, path: str | Path, dpi: int | None = None, close: bool = False) -> Path:

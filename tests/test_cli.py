@@ -158,11 +158,14 @@ def test_quick_demo_writes_index_and_every_figure_it_references(tmp_path, capsys
     assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     page = (tmp_path / "index.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) >= 5
+    assert len(images) >= 6
     for name in images:
-        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    assert "<script" in page                                               # the embedded animation
-    assert "t = 0 is noise" in page and page.count('class="caption"') == len(images) + 1
+        assert (tmp_path / name).read_bytes()[:4] in (b"\x89PNG", b"GIF8")   # the figures, the animation
+    assert "t = 0 is noise" in page and page.count('class="caption"') == len(images)
+    # Offline, the page must be complete: nothing it loads may come from the network.
+    for name, body in [("index.html", page.encode()), *((name, (tmp_path / name).read_bytes()) for name in images)]:
+        assert not re.search(rb"(src|href)\s*=\s*[\"']?(https?:)?//|url\(\s*[\"']?(https?:)?//|@import", body), name
+    assert "<script" not in page and "http" not in page
     assert "index.html" in capsys.readouterr().out
 
 

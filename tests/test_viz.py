@@ -170,10 +170,21 @@ def test_plot_time_grids_shows_each_grid_in_three_coordinates(tmp_path):
     viz.save(figure, tmp_path / "grids.png")
 
 
-def test_animate_flow_returns_html_with_a_script_and_one_frame_per_time():
+def test_animate_flow_writes_a_looping_gif_with_one_frame_per_time(tmp_path):
+    from PIL import Image
+
     path = _line_path(t_points=4, batch=20)
-    html = viz.animate_flow(path, interval=50, ts=torch.tensor([0.0, 0.2, 0.7, 1.0]))
-    assert isinstance(html, str) and "<script" in html
-    assert html.count("data:image/png;base64") == 4
+    written = viz.animate_flow(path, tmp_path / "sub" / "flow.gif", interval=50, ts=torch.tensor([0.0, 0.2, 0.7, 1.0]))
+    assert written == tmp_path / "sub" / "flow.gif"
+    with Image.open(written) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 4 and gif.info.get("loop") == 0
+        assert gif.info["duration"] == 50
     with pytest.raises(ValueError, match="ts"):
-        viz.animate_flow(path, ts=torch.tensor([0.0, 1.0]))
+        viz.animate_flow(path, tmp_path / "bad.gif", ts=torch.tensor([0.0, 1.0]))
+
+
+def test_moons_lim_shows_the_whole_moons():
+    from flowlab.data import toy
+
+    reach = toy.sample("moons", 20000, generator=0).abs().max().item()
+    assert reach < viz.MOONS_LIM - 0.25, f"moons reach {reach:.2f}: the view [-{viz.MOONS_LIM}, {viz.MOONS_LIM}] cuts them"
