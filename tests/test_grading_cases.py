@@ -9,7 +9,8 @@
 - a float64 case computed in float32 fails with the float32 hint;
 - the solution in the source notebook passes every case (run here, in-process, without a kernel);
 - the references on disk are what ``flowlab references`` would write now;
-- every hidden case is scored by a grade cell of the source notebook, and every grade cell scores some.
+- every hidden case is scored by a test cell of the source notebook, and every test cell scores some
+  (manually graded answer cells are people's: ``flowlab_grader.answers``).
 """
 import copy
 import re
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from flowlab_grader.answers import is_answer_cell, is_test_cell
 from flowlab_grader.cases import CALIBRATION_FACTOR, load_cases
 from flowlab.runtime.codec import cast_inputs
 from flowlab.runtime.compare import FLOAT32_HINT
@@ -173,7 +175,7 @@ def solution_namespace(assignment, mutation=None) -> dict:
     namespace = {"torch": torch}
     for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
+        if cell.cell_type == "code" and meta.get("solution") and not is_answer_cell(cell):
             text = cell.source
             if mutation is not None and meta["grade_id"] == mutation.cell:
                 assert text.count(mutation.old) == 1, f"{mutation.name}: {mutation.old!r} must occur once"
@@ -224,10 +226,9 @@ def test_references_on_disk_are_up_to_date(assignment, public):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
 def test_grade_cells_and_cases_match(assignment):
     source = nbformat.read(assignment.source_notebook, as_version=4)
-    grade_cells = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in source.cells
-                   if cell.metadata.get("nbgrader", {}).get("grade")}
+    grade_cells = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in source.cells if is_test_cell(cell)}
     cases = CASES[assignment.name]
-    assert set(cases.cells()) == set(grade_cells), "every grade cell scores hidden cases, and only grade cells do"
+    assert set(cases.cells()) == set(grade_cells), "every test cell scores hidden cases, and only test cells do"
     for grade_id, cell in grade_cells.items():
         assert cell.metadata["nbgrader"]["points"] > 0
         called = set(re.findall(r'hidden\.run\("([^"]+)", "([^"]+)"', cell.source))

@@ -3,8 +3,9 @@
 Each source notebook: a locked setup cell that reads ``grading_mode()``; for each graded function a
 solution cell defining it with the library function's name and signature, a locked public test
 cell calling ``public.check`` on it, and a grade cell with points calling ``hidden.run``; at least
-one ipywidgets control; exploration that looks at ``GRADING``. The student copies in
-``notebooks/`` have no outputs and no solutions.
+one ipywidgets control; exploration that looks at ``GRADING``. Manually graded answer cells
+(grade and solution, ``answer_*``; see ``flowlab_grader.answers``) are no solution code. The student
+copies in ``notebooks/`` have no outputs, no solutions and no expected answers.
 """
 import ast
 import inspect
@@ -12,6 +13,7 @@ import inspect
 import nbformat
 import pytest
 
+from flowlab_grader.answers import is_answer_cell
 from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments
 
@@ -49,7 +51,7 @@ def test_setup_cell_is_locked_and_reads_grading_mode(assignment):
 def test_graded_functions_mirror_the_library_signatures(assignment):
     solutions = {}
     for cell in source(assignment).cells:
-        if nbgrader(cell).get("solution"):
+        if nbgrader(cell).get("solution") and not is_answer_cell(cell):
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
             solutions.update(defined_functions(cell))
     for function in load_cases(assignment).functions:
@@ -86,4 +88,5 @@ def test_student_copy_has_no_outputs_and_no_solutions(assignment):
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None
         if nbgrader(cell).get("solution"):
-            assert "raise NotImplementedError()" in cell.source and "BEGIN SOLUTION" not in cell.source
+            stub = "YOUR ANSWER HERE" if cell.cell_type == "markdown" else "raise NotImplementedError()"
+            assert stub in cell.source and "BEGIN SOLUTION" not in cell.source

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from flowlab_grader.answers import is_test_cell
 from flowlab_grader.course import assignments
 
 from flowlab.runtime.public_verdict import runs_public_tests_of
@@ -109,7 +110,7 @@ def test_a_stubbed_library_function_is_not_mistaken_for_the_students_placeholder
 
 def grade_cells(path) -> list:
     cells = nbformat.read(path, as_version=4).cells
-    return [cell for cell in cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    return [cell for cell in cells if is_test_cell(cell)]     # not the manually graded answers
 
 
 @pytest.mark.parametrize("assignment", assignments(), ids=lambda assignment: assignment.name)

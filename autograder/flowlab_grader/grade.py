@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,10 +41,11 @@ import nbformat
 from flowlab.runtime.codec import save_bundle
 from flowlab.runtime.reference_set import ReferenceSet
 from flowlab_grader import sandbox
+from flowlab_grader.answers import answer_points, autograded_points
 from flowlab_grader.batch import Stop, run_all
 from flowlab_grader.course import Assignment, assignments
 from flowlab_grader.gradebook import GradedSubmission, write_scores
-from flowlab_grader.overwrite import grade_id, notebook_to_grade, read_submission
+from flowlab_grader.overwrite import notebook_to_grade, read_submission
 from flowlab_grader.release import build_gradebook, student_bundle
 from flowlab_grader.progress import Progress
 from flowlab_grader.results import Result, ResultStore, fingerprint, references_digest, write_atomically
@@ -62,16 +63,16 @@ class PreparedAssignment:
     gradebook that ``generate_assignment`` wrote (for restoring cells) and the sandbox's bundle."""
     assignment: Assignment
     references: ReferenceSet
-    points: dict[str, float]
+    points: dict[str, float]                # hidden test cells: {grade_id: points}, scored here
     gradebook: str = ""
     bundle: Path | None = None
+    manual: dict[str, float] = field(default_factory=dict)  # answer cells: {grade_id: points}, for people
 
     @classmethod
     def load(cls, assignment: Assignment) -> "PreparedAssignment":
         source = nbformat.read(assignment.source_notebook, as_version=4)
-        points = {grade_id(cell): float(cell.metadata["nbgrader"].get("points", 0)) for cell in source.cells
-                  if cell.metadata.get("nbgrader", {}).get("grade") and grade_id(cell)}
-        return cls(assignment, ReferenceSet.load(assignment.references_file), points)
+        return cls(assignment, ReferenceSet.load(assignment.references_file), autograded_points(source),
+                   manual=answer_points(source))
 
     def notebook_to_grade(self, submitted: bytes) -> nbformat.NotebookNode:
         """The submitted notebook with the instructor's cells restored; ``ValueError`` for garbage."""

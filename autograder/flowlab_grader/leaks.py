@@ -1,4 +1,4 @@
-"""Does a student bundle leak? Solutions, hidden tests, hidden references, stubbed bodies.
+"""Does a student bundle leak? Solutions, hidden tests, hidden references, stubbed bodies, answers.
 
 ``check_leaks(bundle, stub_from)`` returns one line per problem (empty: no leak):
 
@@ -10,6 +10,9 @@
   nowhere else in the instructor's library, not even inside a longer line ("revealing" lines; a
   line such as ``return x`` that the library has elsewhere anyway reveals nothing), found in any
   text file of the bundle as a substring (a solution pasted into a comment counts too);
+- a line of a manually graded answer cell's instructor text (its expected answer and rubric,
+  ``answers.instructor_text``) that the released notebooks' other cells do not have anyway,
+  found in any text file of the bundle;
 - a stubbed function whose body is not the stub.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 
+from flowlab_grader.answers import instructor_text, is_answer_cell, nbgrader_metadata
 from flowlab_grader.cases import graded_functions
 from flowlab_grader.course import Assignment, assignments, course_dir, library_dir, library_file
 from flowlab_grader.stubs import function_body
@@ -66,10 +70,36 @@ def revealing_lines(stub_from: int, released: list[Assignment]) -> set[str]:
     return {line for line in secret if line not in library_text and line.strip() not in ('"""', "'''")}
 
 
+def answer_lines(released: list[Assignment]) -> dict[str, str]:
+    """``{line: grade_id}``: lines of the released notebooks' answer cells (expected answers and
+    rubrics) that no other cell of those notebooks has, even inside a longer line."""
+    secret: dict[str, str] = {}
+    public_text = []
+    for assignment in released:
+        for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
+            if is_answer_cell(cell):
+                for line in sorted(_lines(instructor_text(cell))):
+                    secret.setdefault(line, f"{assignment.name}:{nbgrader_metadata(cell)['grade_id']}")
+            else:
+                public_text.append(cell.source)
+    text = "\n".join(public_text)
+    return {line: where for line, where in secret.items() if line not in text}
+
+
+def _cell_sources(raw: str) -> str:
+    """A notebook's cell texts as written (its JSON escapes quotes and backslashes, which would
+    hide a line such as ``s = "x"`` or ``\\nabla`` from a search of the raw file)."""
+    try:
+        return "\n".join(cell.source for cell in nbformat.reads(raw, as_version=4).cells)
+    except Exception:           # not a readable notebook: the raw text is all there is
+        return ""
+
+
 def _text_files(bundle: Path):
     for path in sorted(bundle.rglob("*")):
         if path.is_file() and path.suffix in TEXT_SUFFIXES:
-            yield path, path.read_text(errors="replace")
+            text = path.read_text(errors="replace")
+            yield path, text + ("\n" + _cell_sources(text) if path.suffix == ".ipynb" else "")
 
 
 def check_leaks(bundle: Path, stub_from: int) -> list[str]:
@@ -80,6 +110,7 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
                     for path in (course_dir() / folder).rglob("*") if path.is_file()}
     released = [a for a in assignments() if (bundle / "notebooks" / a.notebook_name).is_file()]
     revealing = revealing_lines(stub_from, released)
+    answers = answer_lines(released)
     for path in sorted(bundle.rglob("*")):
         relative = path.relative_to(bundle)
         if "autograder" in relative.parts:
@@ -93,6 +124,8 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
         markers = MARKERS + (NOTEBOOK_MARKERS if path.suffix == ".ipynb" else ())
         problems += [f"{relative}: contains {marker!r}" for marker in markers if marker in text]
         problems += [f"{relative}: contains the solution line {line!r}" for line in sorted(revealing) if line in text]
+        problems += [f"{relative}: contains a line of the expected answer or rubric of {where}: {line!r}"
+                     for line, where in sorted(answers.items()) if line in text]
     for path, name in _graded(stub_from):
         copy = bundle / path.relative_to(library_dir().parent)
         if not copy.is_file() or "raise NotImplementedError(" not in function_body(copy.read_text(), name):

@@ -19,6 +19,12 @@ fed by that gradebook (``release.build_gradebook``), as ``nbgrader autograde`` d
    deleted grade cell after the preceding *grade or solution* cell and fails (``KeyError``) when
    the preceding source cell is a locked one, which in this course it always is (the public tests
    sit between a solution and its hidden tests); that one placement rule is all it overrides.
+   A deleted manually graded answer cell (``answers``) comes back editable, as generate_assignment
+   released it (``YOUR ANSWER HERE``: the gradebook keeps the released text of solution cells).
+
+A manually graded answer cell is a grade cell that is also a solution cell and is not locked, so
+``OverwriteCells`` keeps the student's text in it (and puts back its cell type and points); the
+locked question above it is restored like any locked cell.
 
 Outputs are dropped and cell ids renumbered (submitted ids may be missing or duplicated).
 """
@@ -93,6 +99,7 @@ class RestoreMissingCells(OverwriteCells):
     def add_missing_grade_cells(self, nb, resources):
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
         points = {cell.name: cell.max_score for cell in source.grade_cells}
+        answers = {cell.name for cell in source.solution_cells} & set(points)     # manually graded answers
         order = [cell.name for cell in source.source_cells]
         for position, cell in enumerate(source.source_cells):
             present = [grade_id(submitted) for submitted in nb.cells]
@@ -100,7 +107,7 @@ class RestoreMissingCells(OverwriteCells):
                 continue
             before = next((name for name in reversed(order[:position]) if name in present), None)
             index = present.index(before) + 1 if before is not None else 0
-            restored = self.missing_cell_transform(cell, points.get(cell.name, 0.0))
+            restored = self.missing_cell_transform(cell, points.get(cell.name, 0.0), is_solution=cell.name in answers)
             if cell.name not in points:       # a locked cell, which nbgrader's transform makes a grade cell
                 restored["metadata"]["nbgrader"]["grade"] = False
                 del restored["metadata"]["nbgrader"]["points"]
