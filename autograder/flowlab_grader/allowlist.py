@@ -11,8 +11,9 @@ The sandbox starts from an empty root and gets only what is listed here::
     /tmp/bundle (read-only)                                   the student release of flowlab + data
     /tmp/submission (read-write)                              this job's working copy
     /tmp, /dev/shm (private, size-limited tmpfs)              scratch space that dies with the job
-    /dev (bwrap's minimal set), /proc (its own PID namespace) and, with an NVIDIA GPU, its device
-    nodes and a read-only /sys (what CUDA reads at start-up)
+    /dev (bwrap's minimal set), /proc (its own PID namespace) and, when grading on the GPU
+    (``flowlab grade --device cuda``), the NVIDIA device nodes and a read-only /sys (what CUDA
+    reads at start-up); grading on the CPU, the notebook sees no GPU
 
 Nothing else of the host exists inside: no home, /work, /srv, /opt, /mnt, /var, no other copy of
 the course, no other job. Everything under /etc that is not listed (accounts, keys, configuration)
@@ -63,9 +64,14 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def system_mounts() -> list[Mount]:
+def gpu_devices() -> list[str]:
+    """The host's NVIDIA device nodes (``/dev/nvidia0``, ``/dev/nvidiactl``, ``/dev/nvidia-uvm``, ...)."""
+    return sorted(glob.glob("/dev/nvidia*"))
+
+
+def system_mounts(gpu: bool = False) -> list[Mount]:
     """/usr read-only; /bin, /sbin, /lib* as links where the host has links (merged /usr), else
-    read-only; the linker's cache and configuration; with an NVIDIA GPU its devices and /sys."""
+    read-only; the linker's cache and configuration; with ``gpu``, the NVIDIA devices and /sys."""
     mounts = [Mount("--ro-bind", folder, folder) for folder in SYSTEM_FOLDERS if os.path.isdir(folder)]
     for path in SYSTEM_TOP_LEVEL:
         if os.path.islink(path):
@@ -73,9 +79,9 @@ def system_mounts() -> list[Mount]:
         elif os.path.isdir(path):
             mounts.append(Mount("--ro-bind", path, path))
     mounts += [Mount("--ro-bind", path, path) for path in LINKER_FILES if os.path.exists(path)]
-    gpu = sorted(glob.glob("/dev/nvidia*"))
-    if gpu:                 # CUDA opens these and reads the PCI topology under /sys
-        mounts += [Mount("--dev-bind", device, device) for device in gpu]
+    devices = gpu_devices() if gpu else []
+    if devices:             # CUDA opens these and reads the PCI topology under /sys
+        mounts += [Mount("--dev-bind", device, device) for device in devices]
         mounts.append(Mount("--ro-bind", "/sys", "/sys"))
     return mounts
 
@@ -102,8 +108,9 @@ def _parents(target: str) -> list[str]:
 
 
 def bwrap_argv(program: str, box: Path, bundle: Path, etc: Path, environment: dict[str, str],
-               as_root: bool) -> list[str]:
-    """The ``bwrap`` command line (up to the ``--`` before the command) for one job.
+               as_root: bool, gpu: bool = False) -> list[str]:
+    """The ``bwrap`` command line (up to the ``--`` before the command) for one job (``gpu``: with
+    the NVIDIA devices).
 
     As root, bwrap makes every namespace but a user namespace (in one, the job's user would be
     root outside) and keeps ``CAP_SETUID``/``CAP_SETGID`` only, for the launcher
@@ -118,7 +125,7 @@ def bwrap_argv(program: str, box: Path, bundle: Path, etc: Path, environment: di
     argv += ["--die-with-parent", "--new-session", "--hostname", "flowlab", "--proc", "/proc", "--dev", "/dev"]
     for scratch in ("/tmp", "/dev/shm"):
         argv += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", scratch]
-    mounts = system_mounts() + job_mounts(box, bundle, etc)
+    mounts = system_mounts(gpu) + job_mounts(box, bundle, etc)
     made = set()
     for mount in mounts:    # bwrap would copy the host's modes (/root is 0700): make them passable
         for parent in _parents(mount.target):
@@ -132,9 +139,9 @@ def bwrap_argv(program: str, box: Path, bundle: Path, etc: Path, environment: di
     return argv
 
 
-def visible(box: Path, bundle: Path) -> list[str]:
+def visible(box: Path, bundle: Path, gpu: bool = False) -> list[str]:
     """The allowlist in words, for ``grading.json``."""
-    mounts = [mount for mount in system_mounts() + job_mounts(box, bundle, Path("/"))
+    mounts = [mount for mount in system_mounts(gpu) + job_mounts(box, bundle, Path("/"))
               if not mount.target.startswith("/etc/") or mount.target in LINKER_FILES]
     return [mount.describe() for mount in mounts] + [
         f"/etc/{', '.join(GENERATED_ETC)} (generated: the student's account, localhost)",

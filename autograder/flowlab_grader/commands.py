@@ -1,4 +1,4 @@
-"""The instructor subcommands of ``flowlab``: ``references``, ``release``, ``grade``, ``rehearse``.
+"""The instructor subcommands of ``flowlab``: ``references``, ``release``, ``grade``, ``merge-shards``, ``rehearse``.
 
 ``flowlab.cli`` finds them through the ``flowlab.commands`` entry-point group (declared in
 ``autograder/pyproject.toml``): ``cli_commands()`` returns their specs, so a student's ``flowlab``,
@@ -49,7 +49,9 @@ def run_grade(args: argparse.Namespace) -> int:
     from flowlab_grader.batch import terminate_as_interrupt
     from flowlab_grader.grade import BatchInterrupted, grade
     from flowlab_grader.sandbox import Limits, SandboxUnavailable
+    from flowlab_grader.shards import Shard
 
+    sharding = {"shard": Shard.parse(args.shard)} if args.shard else {}
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                     memory=int(args.memory_gib * 2**30))
     start = time.perf_counter()
@@ -57,7 +59,7 @@ def run_grade(args: argparse.Namespace) -> int:
         with terminate_as_interrupt():
             results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits,
                             only=args.assignment, keep_work=args.keep_work, allow_unisolated=args.allow_unisolated,
-                            force=args.force)
+                            force=args.force, **sharding)
     except SandboxUnavailable as error:
         print(f"flowlab grade: {error}", file=sys.stderr)
         return 2
@@ -73,6 +75,24 @@ def run_grade(args: argparse.Namespace) -> int:
     print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs"
           + (f" ({summary['batch']['ran']} run, {kept} kept from an earlier run)" if kept else "") + ": "
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
+    print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
+    if args.shard:
+        print(f"shard {args.shard} of the batch; once every shard is done: flowlab merge-shards SHARD_FOLDERS... "
+              f"--out RESULTS")
+    return 0
+
+
+def run_merge_shards(args: argparse.Namespace) -> int:
+    from flowlab_grader.shards import MergeError, merge
+
+    try:
+        results = merge([Path(folder) for folder in args.shards], Path(args.out))
+    except MergeError as error:
+        print(f"flowlab merge-shards: {error}", file=sys.stderr)
+        return 2
+    statuses = Counter(result.status for result in results)
+    print(f"merged {len(args.shards)} shards: {len(results)} submissions ("
+          + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) + ")")
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
     return 0
 
@@ -127,10 +147,18 @@ def cli_commands() -> list[Command]:
                      help="grade even where bubblewrap cannot isolate the file system (notebooks then read "
                           "whatever their user can read)"),
             argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
+            argument("--shard", metavar="K/N",
+                     help="grade only slice K of N (every N-th submission from the K-th, in sorted order) into "
+                          "RESULTS; flowlab merge-shards joins the N results folders (a Slurm array: "
+                          "autograder/examples/slurm)"),
             argument("--force", action="store_true",
                      help="grade every submission again (default: keep the results of submissions whose notebook, "
                           "references and grader are unchanged since an earlier run into the same RESULTS)"),
         ), run_grade),
+        Command(("merge-shards",), "merge the results folders of flowlab grade --shard 1/N .. N/N into one", (
+            argument("shards", metavar="SHARD", nargs="+", help="the results folder of each shard"),
+            argument("--out", required=True, metavar="RESULTS", help="the merged results folder"),
+        ), run_merge_shards),
         Command(("rehearse",), "run the solution notebooks top to bottom against the student release; time table", (
             argument("--assignment", metavar="NN", help="only this assignment (default: all)"),
             argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),

@@ -50,6 +50,7 @@ from flowlab_grader.release import build_gradebook, student_bundle
 from flowlab_grader.progress import Progress
 from flowlab_grader.results import Result, ResultStore, fingerprint, references_digest, write_atomically
 from flowlab_grader.scoring import CellScore, score_cells
+from flowlab_grader.shards import Shard
 from flowlab_grader.submissions import Submission, discover
 
 COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
@@ -211,7 +212,7 @@ def _utc_now() -> str:
 
 def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
           only: str | None = None, keep_work: bool = False, isolation: sandbox.Isolation | None = None,
-          allow_unisolated: bool = False, force: bool = False) -> list[Result]:
+          allow_unisolated: bool = False, force: bool = False, shard: Shard | None = None) -> list[Result]:
     """Grade every submission in ``submissions`` into ``out`` (see the module docstring). The
     sandbox is ``isolation`` or the one ``sandbox.probe_isolation`` finds here; without filesystem
     isolation it raises ``sandbox.SandboxUnavailable`` unless ``allow_unisolated``. A submission
@@ -226,7 +227,8 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         isolation = isolation or sandbox.probe_isolation(work, limits, allow_unisolated)
         level = isolation.level
         by_name = load_assignments(only)
-        found = discover(Path(submissions), list(by_name), only)
+        everything = discover(Path(submissions), list(by_name), only)
+        found = shard.select(everything) if shard else everything
         store = ResultStore(out, run=f"{_utc_now()} {uuid.uuid4().hex[:8]}")
         references = {name: references_digest(prepared.assignment) for name, prepared in by_name.items()}
         stamps = [fingerprint(submission, references.get(submission.assignment, "")) for submission in found]
@@ -257,7 +259,8 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         write_summaries(out, results, by_name, {
             "isolation": isolation.report(limits), "jobs": jobs, "limits": limits.__dict__,
             "batch": {"submissions": len(found), "done": len(results), "ran": progress.ran, "kept": progress.kept,
-                      "interrupted": interrupted, "run": store.run}})
+                      "interrupted": interrupted, "run": store.run},
+            "assignment": only, **({"shard": shard.report(found, len(everything))} if shard else {})})
         if interrupted:
             raise BatchInterrupted(len(results), len(found), out)
         return results

@@ -157,28 +157,45 @@ class ResultStore:
 
     def read(self, student: str, assignment: str) -> dict | None:
         """The stored document of a submission, or ``None`` when there is none or it is unreadable."""
+        loaded = self._read_bytes(student, assignment)
+        return loaded[0] if loaded else None
+
+    def _read_bytes(self, student: str, assignment: str) -> tuple[dict, bytes] | None:
         try:
-            document = json.loads(self.result_file(student, assignment).read_text(encoding="utf-8"))
+            data = self.result_file(student, assignment).read_bytes()
+            document = json.loads(data.decode("utf-8"))
         except (OSError, ValueError):
             return None
-        return document if isinstance(document, dict) else None
+        return (document, data) if isinstance(document, dict) else None
 
-    def kept(self, submission: Submission, stamp: dict[str, str]) -> Result | None:
-        """The stored result of ``submission`` if its fingerprint is ``stamp`` and it reads back
-        to the row it was saved with; ``None`` means: grade it (again)."""
-        document = self.read(submission.student, submission.assignment)
-        if document is None or document.get("format") != RESULT_FORMAT or document.get("fingerprint") != stamp:
+    def load(self, student: str, assignment: str) -> tuple[Result, bytes] | None:
+        """The stored result of a submission and the bytes of its ``result.json``, whatever its
+        fingerprint; ``None`` when there is none, it is of another format, or it does not read
+        back to the row it was saved with."""
+        loaded = self._read_bytes(student, assignment)
+        result = self._result(student, assignment, loaded[0]) if loaded else None
+        return (result, loaded[1]) if result else None
+
+    @staticmethod
+    def _result(student: str, assignment: str, document: dict) -> Result | None:
+        if document.get("format") != RESULT_FORMAT:
             return None
         try:
             cells = [CellScore(**{**cell, "cases": [CaseResult(**case) for case in cell["cases"]]})
                      for cell in document["cells"]]
             row = document["row"]
-            result = Result(submission.student, submission.assignment, row["status"], row["reason"], cells,
-                            float(document["seconds"]))
+            result = Result(student, assignment, row["status"], row["reason"], cells, float(document["seconds"]))
         except (KeyError, TypeError, ValueError):
             return None
-        if result.row() != row:
+        return result if result.row() == row else None
+
+    def kept(self, submission: Submission, stamp: dict[str, str]) -> Result | None:
+        """The stored result of ``submission`` if its fingerprint is ``stamp`` and it reads back
+        to the row it was saved with; ``None`` means: grade it (again)."""
+        document = self.read(submission.student, submission.assignment)
+        if document is None or document.get("fingerprint") != stamp:
             return None
-        if not self.feedback_file(result.student, result.assignment).is_file():
+        result = self._result(submission.student, submission.assignment, document)
+        if result is not None and not self.feedback_file(result.student, result.assignment).is_file():
             self.write_feedback(result)
         return result

@@ -22,6 +22,12 @@ time limit (plus a grace period for kernel start).
 Memory is limited with ``RLIMIT_DATA`` (what a process has allocated and written to), not
 ``RLIMIT_AS``: CUDA reserves far more address space than it uses at start-up, so an address-space
 limit would keep every notebook off the GPU.
+
+The GPU (``flowlab grade --device cuda``, a job's ``device``): the job gets the NVIDIA device nodes
+and /sys (``allowlist``), ``FLOWLAB_DEVICE=cuda`` (its hidden tests call each function on the GPU
+too) and the host's ``LD_LIBRARY_PATH`` and ``CUDA_VISIBLE_DEVICES`` (where the driver's library
+and the chosen GPU are named); ``device_problem`` checks once, before a batch, that CUDA starts in
+a job under its limits. On the CPU a job sees no GPU (``CUDA_VISIBLE_DEVICES`` empty).
 """
 from __future__ import annotations
 
@@ -83,11 +89,12 @@ class Isolation:
     level: str
     reason: str = ""
 
-    def report(self, limits: Limits) -> dict:
+    def report(self, limits: Limits, device: str = "cpu") -> dict:
         """What the notebooks could and could not reach, for ``grading.json`` and the terminal."""
         isolated = self.level == "bwrap"
         root = isolated and os.geteuid() == 0
-        shown = allowlist.visible(Path("<working copy>"), Path("<student bundle>")) if isolated else ["the whole host"]
+        shown = allowlist.visible(Path("<working copy>"), Path("<student bundle>"), gpu=device != "cpu") \
+            if isolated else ["the whole host"]
         return {
             "level": self.level,
             "filesystem": "allowlist (bubblewrap): nothing else of the host" if isolated else
@@ -104,10 +111,12 @@ class Isolation:
 
 @dataclass
 class Job:
-    """One sandboxed run: the working copy ``box`` (owned by ``uid`` when root), the read-only ``bundle``."""
+    """One sandboxed run: the working copy ``box`` (owned by ``uid`` when root), the read-only
+    ``bundle``, and the ``device`` its hidden tests also run on (``"cpu"``: the CPU alone)."""
     box: Path
     bundle: Path
     uid: int
+    device: str = "cpu"
 
 
 @dataclass
@@ -117,10 +126,24 @@ class Outcome:
     seconds: float
 
 
-def sandbox_environment(box: str, bundle: str, limits: Limits) -> dict[str, str]:
-    """The sandbox's whole environment (nothing is inherited from the host)."""
+# What CUDA needs from the host's environment to find its driver and the GPU it is given.
+CUDA_VARIABLES = ("LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES")
+
+
+def device_environment(device: str) -> dict[str, str]:
+    """The variables a job gets for ``device``: on the GPU, ``FLOWLAB_DEVICE`` and the host's
+    ``CUDA_VARIABLES`` that are set; on the CPU, no visible GPU."""
+    if device == "cpu":
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    inherited = {name: os.environ[name] for name in CUDA_VARIABLES if name in os.environ}
+    return {**inherited, environment.DEVICE: device}
+
+
+def sandbox_environment(box: str, bundle: str, limits: Limits, device: str = "cpu") -> dict[str, str]:
+    """The sandbox's whole environment (nothing is inherited from the host but what ``device``
+    needs: ``device_environment``)."""
     home = f"{box}/home"
-    return {
+    return {**device_environment(device),
         "HOME": home, "USER": "student", "LANG": "C.UTF-8", "TMPDIR": f"{box}/tmp",
         "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
         "PYTHONPATH": bundle, "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
@@ -147,7 +170,7 @@ def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple
     as_root = os.geteuid() == 0
     own_user = _own_user(job, level)
     box, bundle = (BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX) if isolated else (str(job.box), str(job.bundle))
-    notebook_environment = sandbox_environment(box, bundle, limits)
+    notebook_environment = sandbox_environment(box, bundle, limits, job.device)
     spec = {"limits": limits.rlimits(own_user is not None), "uid": own_user, "cwd": box,
             "argv": [sys.executable, *argv_tail]}
     launcher = [sys.executable, "-I", "-S", "-c", JAIL_SOURCE, json.dumps(spec)]
@@ -156,7 +179,8 @@ def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple
     etc = job.box.parent / "etc"
     allowlist.write_etc(etc, job.uid if as_root else os.getuid(), job.uid if as_root else os.getgid())
     program = shutil.which("bwrap") or "bwrap"
-    prefix = allowlist.bwrap_argv(program, job.box, job.bundle, etc, notebook_environment, as_root)
+    prefix = allowlist.bwrap_argv(program, job.box, job.bundle, etc, notebook_environment, as_root,
+                                  gpu=job.device != "cpu")
     return [*prefix, "--", *launcher], {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -251,6 +275,25 @@ def bwrap_problem(work: Path, limits: Limits) -> str | None:
         return None
     hint = CONTAINER_HINT if os.geteuid() == 0 else USERNS_HINT
     return f"bwrap could not start a sandboxed Python ({' '.join(text.split()[-12:])[:300]}); {hint}"
+
+
+def device_problem(work: Path, level: str, limits: Limits, device: str) -> str | None:
+    """Why a job at ``level`` cannot compute on ``device`` under ``limits`` here, or ``None``
+    when it can (a sandboxed Python moves a tensor there and back)."""
+    folder = work / f"probe-{device}"
+    box, bundle = folder / "box", folder / "bundle"
+    for path in (box / "home", box / "tmp", bundle):
+        path.mkdir(parents=True, exist_ok=True)
+    job = Job(box, bundle, uid=probe_uid() - 1, device=device)
+    prepare_box_permissions(job)
+    probe = (f"import torch; print(torch.ones(2, device={device!r}).add_(1).sum().item()); "
+             f"print(torch.cuda.get_device_name(0) if {device!r} == 'cuda' else '')")
+    outcome = run(job, level, ["-c", probe], limits, folder / "log.txt", timeout=180)
+    text = (folder / "log.txt").read_text(errors="replace")
+    if outcome.returncode == 0 and "4.0" in text.split("\n"):
+        return None
+    return (f"a sandboxed Python could not compute on {device} ({' '.join(text.split()[-16:])[:400]}); "
+            f"if the data limit stops it, raise --memory-gib (now {limits.memory / 2**30:g} GiB)")
 
 
 def probe_uid() -> int:

@@ -7,7 +7,8 @@ function raised, took too long, or returned something of the wrong kind. A case 
 the function changed its inputs in place or used the global random stream (what the sandbox
 saw: ``flowlab.runtime.side_effects``), even with the right values. A failed case gets a hint
 when the diagnosis is unambiguous: its output matches exactly one known wrong answer, or is
-float64 computed in float32, or the global stream was used.
+float64 computed in float32, or the global stream was used. With a GPU (``flowlab grade --device
+cuda``) a case that passes on the CPU must pass with its inputs on the GPU too (``devices``).
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowlab.runtime.compare import diagnose
-from flowlab.runtime.record import open_folder, read_record
+from flowlab.runtime.record import open_folder, open_subfolder, read_record
 from flowlab.runtime.reference_set import ReferenceSet
 from flowlab.runtime.side_effects import findings
+from flowlab_grader.devices import judge_on_device
 
 NOT_RUN = ("no result was recorded: the hidden test did not reach this case (did an earlier cell crash, "
            "time out, or was the function not defined?)")
@@ -77,15 +79,19 @@ def judge(references: ReferenceSet, key: str, record) -> CaseResult:
     return CaseResult(key, about, False, message, hint or (problems[0] if problems else ""))
 
 
-def score_cells(references: ReferenceSet, points: dict[str, float], records: Path | None) -> list[CellScore]:
+def score_cells(references: ReferenceSet, points: dict[str, float], records: Path | None,
+                device: str = "cpu") -> list[CellScore]:
     """Scores of the grade cells ``points`` (``{grade_id: max points}``) from the record folder
-    ``records`` (None: nothing recorded, every case fails)."""
-    descriptor = None
+    ``records`` (None: nothing recorded, every case fails); with ``device`` ``"cuda"``, a case
+    must also pass in the GPU records of ``records/cuda/``."""
+    descriptor = on_device = None
     if records is not None:
         try:
             descriptor = open_folder(records)
         except OSError:
             descriptor = None
+    if descriptor is not None and device != "cpu":
+        on_device = open_subfolder(descriptor, device)
     try:
         cells = {cell: CellScore(cell, float(value)) for cell, value in points.items()}
         weights: dict[str, list[tuple[float, bool]]] = {cell: [] for cell in points}
@@ -94,6 +100,9 @@ def score_cells(references: ReferenceSet, points: dict[str, float], records: Pat
             record = read_record(descriptor, key) if descriptor is not None else None
             result = judge(references, key, record) if record is not None else \
                 CaseResult(key, case["about"] or key, False, NOT_RUN)
+            failed = judge_on_device(references, key, on_device, device) if result.passed and device != "cpu" else None
+            if failed is not None:
+                result = CaseResult(key, result.about, False, *failed)
             cells[case["cell"]].cases.append(result)
             weights[case["cell"]].append((float(case["weight"]), result.passed))
         for cell, entries in weights.items():
@@ -102,5 +111,6 @@ def score_cells(references: ReferenceSet, points: dict[str, float], records: Pat
             cells[cell].score = round(cells[cell].points * earned / total, 3) if total else 0.0
         return [cells[cell] for cell in points]
     finally:
-        if descriptor is not None:
-            os.close(descriptor)
+        for folder in (descriptor, on_device):
+            if folder is not None:
+                os.close(folder)

@@ -16,11 +16,15 @@ Messages say what is wrong and never print expected values: they go to students.
 
 ``diagnose`` names the known mistake that a failed output matches, only when exactly one does, or
 says that the output is right to float32 precision where float64 was asked for.
+
+On a GPU (``flowlab grade --device cuda``) the same call is made with the inputs moved there;
+``device_verdict`` judges what came back: on the inputs' device, and within a tolerance that
+allows for TF32 (``TF32_RTOL``); ``device_hint`` says what broke when the call raised.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Protocol
 
 import numpy as np
@@ -232,3 +236,89 @@ def diagnose(check: Check, outputs: Mapping[str, Output], wrong_answers: Mapping
     if not matches and expected is not None and float32_rounding(outputs, expected, expect):
         return FLOAT32_HINT
     return None
+
+
+# ---- the same call with its inputs on a GPU -------------------------------------------------------
+
+# TF32, which NVIDIA GPUs may use for float32 matrix products (``torch.backends.cuda.matmul.allow_tf32``)
+# and convolutions (cuDNN's default), keeps 10 of float32's 23 mantissa bits: each factor is
+# rounded to 2^-11 = 4.9e-4 relative, a product of two to about 1e-3. A float32 output made on the
+# GPU is compared with at least this relative tolerance, and the same fraction of its largest
+# expected value as absolute tolerance (a sum of rounded products that cancels keeps the rounding
+# of its terms). The case's own tolerance still holds on the CPU: a case passes only when the CPU
+# call and the GPU call both pass, so a looser GPU tolerance lets no wrong answer through.
+TF32_RTOL = 2e-3
+# float64 has no TF32; fused multiply-adds and another summation order still round differently.
+GPU_FLOAT64_RTOL = 1e-10
+# Two calls with equally seeded generators on a GPU may sum in another order (atomic additions).
+GPU_REPRODUCIBLE_RTOL = 1e-5
+
+DEVICE_MIX_HINT = ("a tensor your function makes is on the CPU while the inputs are on the GPU: make new tensors "
+                   "where the inputs are (torch.zeros_like(x), torch.ones(n, dtype=x.dtype, device=x.device)); "
+                   "draw from the generator you are given and move the draw: "
+                   "torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)")
+NUMPY_HINT = (".numpy() (and numpy functions called on tensors) work on CPU tensors only: compute with torch "
+              "functions, on the inputs' device, from start to end")
+GENERATOR_DEVICE_HINT = ("the generator you are given lives on the CPU: draw with it there (no device= in the call "
+                         "that takes generator=) and move the draw: "
+                         "torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)")
+RESULT_ON_CPU_HINT = ("your function returned its result on the CPU for inputs on the GPU: keep it on the inputs' "
+                      "device (no .cpu(), .numpy() or torch.tensor(...) of computed values on the way out)")
+# PyTorch's words when a call breaks on the GPU, and what to tell: the first match wins.
+DEVICE_ERRORS = (
+    (("device type for generator",), GENERATOR_DEVICE_HINT),
+    (("can't convert cuda", "cannot convert cuda", "to numpy"), NUMPY_HINT),
+    (("same device", "two devices", "but got device type cpu", "on cpu or on the same device"), DEVICE_MIX_HINT),
+)
+
+
+def device_hint(error: str) -> str | None:
+    """What broke, from the text of an exception raised by a call with its inputs on a GPU (e.g.
+    ``"RuntimeError: Expected all tensors to be on the same device, ..."`` -> ``DEVICE_MIX_HINT``)."""
+    text = error.lower()
+    return next((hint for words, hint in DEVICE_ERRORS if any(word in text for word in words)), None)
+
+
+def device_expect(expect: Mapping[str, dict], device: str) -> dict[str, dict]:
+    """``expect`` with every tensor output on ``device``: where the library leaves a result is where
+    its inputs are (the references record ``"cpu"``, made there)."""
+    return {name: {**item, "device": device} if item.get("type") == "tensor" else dict(item)
+            for name, item in expect.items()}
+
+
+def device_tolerance(check: AllClose, dtype: str, expected: np.ndarray) -> AllClose:
+    """The tolerance for one output of dtype ``dtype`` made on a GPU: ``check``'s, widened to TF32's
+    for float32 (``TF32_RTOL``) and to ``GPU_FLOAT64_RTOL`` for float64; integers stay exact."""
+    floor = {"torch.float32": TF32_RTOL, "torch.float64": GPU_FLOAT64_RTOL}.get(dtype)
+    if floor is None:
+        return check
+    scale = float(np.max(np.abs(expected))) if expected.size and np.all(np.isfinite(expected)) else 0.0
+    return AllClose(rtol=max(check.rtol, floor), atol=max(check.atol, floor * scale))
+
+
+def device_verdict(check: Check, outputs: Mapping[str, Output], expected: Mapping[str, np.ndarray],
+                   expect: Mapping[str, dict], device: str) -> Verdict:
+    """``check``'s verdict on the outputs of a call made with its inputs on ``device``: each output
+    on that device, within ``device_tolerance`` (``AllClose``) or reproducible to
+    ``GPU_REPRODUCIBLE_RTOL`` (``SeededMean``)."""
+    where = device_expect(expect, device)
+    if isinstance(check, SeededMean):
+        return replace(check, reproducible_rtol=max(check.reproducible_rtol, GPU_REPRODUCIBLE_RTOL)).evaluate(
+            outputs, expected, where)
+    if not isinstance(check, AllClose):
+        return check.evaluate(outputs, expected, where)
+    worst = 0.0
+    for name in sorted(expected):
+        tolerance = device_tolerance(check, where.get(name, {}).get("dtype", ""), expected[name])
+        verdict = tolerance.evaluate({name: outputs[name]} if name in outputs else {}, {name: expected[name]},
+                                     {name: where.get(name, {})})
+        if not verdict.passed:
+            return verdict
+        worst = max(worst, verdict.ratio)
+    return Verdict(True, worst)
+
+
+def left_the_device(outputs: Mapping[str, Output], expect: Mapping[str, dict], device: str) -> bool:
+    """True when a tensor output expected on ``device`` came back as a CPU tensor."""
+    return any(item.get("type") == "tensor" and name in outputs and outputs[name].info.get("type") == "tensor"
+               and outputs[name].info.get("device") == "cpu" != device for name, item in expect.items())

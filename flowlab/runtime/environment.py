@@ -7,6 +7,9 @@ The host (``flowlab_grader.sandbox``) sets them; the code that runs in the stude
     FLOWLAB_INPUTS_DIR=DIR      hidden test inputs, as plain arrays (``NN_name.npz`` + ``.json``)
     FLOWLAB_RECORD_DIR=DIR      where hidden tests write the student's outputs (``.npy`` + ``.json``)
     FLOWLAB_CALL_TIMEOUT=S      seconds one call of a student's function may take in a hidden test
+    FLOWLAB_QUICK=1             the test suite runs the notebooks: training cells take a few steps only
+    FLOWLAB_DEVICE=cuda         hidden tests also call the function with the inputs on this device
+                                (``flowlab grade --device cuda``); unset or ``cpu``: the CPU only
     NBGRADER_EXECUTION=...      set by nbgrader's Validate (and autograde): grading mode too
 
 Nothing here is secret: the inputs are seeds turned into arrays; the expected outputs stay on the
@@ -21,8 +24,10 @@ GRADING = "FLOWLAB_GRADING"
 INPUTS_DIR = "FLOWLAB_INPUTS_DIR"
 RECORD_DIR = "FLOWLAB_RECORD_DIR"
 CALL_TIMEOUT = "FLOWLAB_CALL_TIMEOUT"
+DEVICE = "FLOWLAB_DEVICE"
 DEFAULT_CALL_TIMEOUT = 20.0
 NBGRADER_EXECUTION = "NBGRADER_EXECUTION"
+QUICK = "FLOWLAB_QUICK"
 
 
 def grading_mode() -> bool:
@@ -30,6 +35,12 @@ def grading_mode() -> bool:
     (``NBGRADER_EXECUTION``, which its Validate button and autograde set): skip slow exploration.
     Validate then runs what the grader runs, in seconds rather than minutes."""
     return os.environ.get(GRADING, "") not in ("", "0") or bool(os.environ.get(NBGRADER_EXECUTION))
+
+
+def quick_mode() -> bool:
+    """True when ``FLOWLAB_QUICK`` is set (not ``0``): the test suite executes a notebook top to
+    bottom and only checks that every cell runs, so a training cell takes a few steps, not a minute."""
+    return os.environ.get(QUICK, "") not in ("", "0")
 
 
 def inputs_dir() -> Path | None:
@@ -50,3 +61,9 @@ def call_timeout() -> float:
         return max(float(os.environ.get(CALL_TIMEOUT, DEFAULT_CALL_TIMEOUT)), 0.1)
     except ValueError:
         return DEFAULT_CALL_TIMEOUT
+
+
+def grading_device() -> str:
+    """The device hidden tests run on besides the CPU (``FLOWLAB_DEVICE``): ``"cuda"``, or ``"cpu"``
+    when unset (the CPU alone)."""
+    return os.environ.get(DEVICE, "").strip() or "cpu"

@@ -6,7 +6,8 @@ One record per test case, in the record folder::
                     "effects": {"changed": [input names], "global_random": bool}, ...}
     <key>.<name>.npy   the output's values (float64 for floating tensors), when it has values
 
-(``/`` in a key becomes ``__`` in file names.) ``info`` describes what the function returned,
+(``/`` in a key becomes ``__`` in file names; the calls with the inputs on a GPU are recorded alike
+in the subfolder ``cuda/``.) ``info`` describes what the function returned,
 without judging it: ``{"type": "tensor", "dtype": "torch.float32", "shape": [64, 2], "device":
 "cpu", "requires_grad": false}``; ``effects`` what the call did besides returning (see
 ``flowlab.runtime.side_effects``). The host decides whether any of it is right.
@@ -37,6 +38,9 @@ import torch
 MAX_JSON_BYTES = 64 * 1024
 MAX_ARRAY_BYTES = 16 * 1024 * 1024
 MAX_TEXT = 300
+# How a device record starts its error when the device itself could not be used in the notebook's
+# process (no driver, a broken context): not the student's function's doing (``hidden``).
+DEVICE_UNAVAILABLE = "DeviceUnavailable: could not use the device"
 
 
 class CallTimeout(BaseException):
@@ -276,6 +280,15 @@ def _load_array(data: bytes) -> np.ndarray:
 def open_folder(path: Path) -> int:
     """An ``O_DIRECTORY | O_NOFOLLOW`` descriptor of the record folder (close it with ``os.close``)."""
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def open_subfolder(folder_fd: int, name: str) -> int | None:
+    """A descriptor of the folder ``name`` inside the open record folder (no symlinks), or None
+    when there is none: the device records of ``cuda/``."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder_fd)
+    except OSError:
+        return None
 
 
 def is_finite(values: np.ndarray) -> bool:
