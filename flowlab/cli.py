@@ -7,7 +7,7 @@
     flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
     flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
     flowlab bench speed [--device cuda] [--quick]      ms per NFE: integrate vs torchdiffeq vs a bare loop
-    flowlab references | release | grade | rehearse    instructor commands, added by the grader (autograder/)
+    flowlab references | release | grade | merge-manual | rehearse   instructor commands (the grader, autograder/)
 
 Each subcommand is one small function registered with ``@command(words..., arguments=[...])``; the
 parser is built from the registry, so a new command is one more function. Installed packages add
@@ -321,7 +321,7 @@ def run_bench_speed(args: argparse.Namespace) -> int:
 # ---- instructor commands (the grader in autograder/ adds them) ------------------------------------
 
 PLUGIN_GROUP = "flowlab.commands"
-INSTRUCTOR_COMMANDS = ("references", "release", "grade", "rehearse")
+INSTRUCTOR_COMMANDS = ("references", "release", "grade", "merge-manual", "rehearse")
 
 
 def plugin_commands() -> dict[tuple[str, ...], Command]:

@@ -69,6 +69,24 @@ def flow_matching_loss(model: Callable, x1: torch.Tensor, x0: torch.Tensor | Non
     return squared_error.flatten(1).sum(1).mean()
 
 
+def sgd_step(model: nn.Module, x1: torch.Tensor, lr: float, generator: torch.Generator | None = None) -> float:
+    """One step of plain gradient descent on ``flow_matching_loss(model, x1, generator=generator)``.
+
+    ``x1``: a batch ``(B, ...)``; the noise and the times are drawn from ``generator``. Every
+    parameter of ``model`` that requires a gradient moves by ``-lr`` times its gradient, in place.
+    Returns the loss before the step, as a float.
+    """
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    loss = flow_matching_loss(model, x1, generator=generator)
+    gradients = torch.autograd.grad(loss, parameters)
+    with torch.no_grad():
+        for parameter, gradient in zip(parameters, gradients):
+            parameter -= lr * gradient
+    return loss.item()
+
+
 def label_dropout(y: torch.Tensor, p: float, null_label: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each label by ``null_label`` independently with probability ``p`` (a new tensor).

@@ -309,7 +309,8 @@ def test_the_solution_scores_full_marks_in_grading_time_from_a_folder_and_a_zip(
     total = f"{sum(points(assignment).values()):g}"
     for student in ("solution", "frank"):
         row = rows(batch["results"])[(student, assignment.name)]
-        assert (row["score"], row["max_score"], row["status"]) == (total, total, "graded"), row
+        assert (row["score"], row["auto_max"], row["status"]) == (total, total, "graded"), row
+        assert row["manual_status"] == ("pending" if PreparedAssignment.load(assignment).manual else "none"), row
     assert batch["first"][("solution", assignment.name)].seconds < 60, "grading mode must take under a minute"
 
 
@@ -326,7 +327,7 @@ MUTANTS = [(a, m) for a in ASSIGNMENTS for m in load_cases(a).mutations]
 def test_wrong_submissions_lose_points_with_feedback_naming_the_part(batch, assignment, mutation):
     student = f"mutant-{assignment.number:02d}-{mutation.name}"
     result = batch["first"][(student, assignment.name)]
-    assert result.status == "graded" and 0 <= result.score < result.max_score
+    assert result.status == "graded" and 0 <= result.score < result.auto_max
     assert mutation.fails in result.reason
     page = feedback(batch, student, assignment)
     assert html.escape(mutation.hint) in page and "fail" in page
@@ -340,7 +341,7 @@ def test_feedback_shows_no_hidden_code_and_no_references(batch):
 
 def test_garbage_is_invalid_with_a_reason(batch):
     gina = batch["first"][("gina", ASSIGNMENT.name)]
-    assert (gina.status, gina.score, gina.max_score) == ("invalid", 0, sum(points(ASSIGNMENT).values()))
+    assert (gina.status, gina.score, gina.auto_max) == ("invalid", 0, sum(points(ASSIGNMENT).values()))
     assert "not a Jupyter notebook" in gina.reason
 
 
@@ -352,13 +353,13 @@ def test_a_killed_kernel_keeps_what_was_recorded_before(batch):
 
 def test_loops_memory_forks_big_files_and_exit_cost_nothing_but_time(batch):
     hog = batch["first"][("hog", ASSIGNMENT.name)]
-    assert (hog.status, hog.score) == ("graded", hog.max_score)
+    assert (hog.status, hog.score) == ("graded", hog.auto_max)
 
 
 def test_a_function_that_never_returns_times_out_per_call(batch):
     slowpoke = batch["first"][("slowpoke", ASSIGNMENT.name)]
     last_cell_points = list(points(ASSIGNMENT).values())[-1]
-    assert (slowpoke.status, slowpoke.score) == ("graded", slowpoke.max_score - last_cell_points)
+    assert (slowpoke.status, slowpoke.score) == ("graded", slowpoke.auto_max - last_cell_points)
     assert "did not finish" in feedback(batch, "slowpoke", ASSIGNMENT)
 
 

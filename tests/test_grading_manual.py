@@ -3,8 +3,12 @@
 A one-notebook course (``01_small``, built in a temporary folder that ``FLOWLAB_COURSE`` points
 at) has a graded function (``interpolate``, one hidden case), a locked question and two answer
 cells: a markdown one (``answer_why``) and a code one with solution markers (``answer_ratio``).
+The last three tests share one real ``flowlab grade`` run of one submission (slow) and enter
+manual grades through nbgrader's own ``Gradebook`` API, as the formgrader does.
 """
 import copy
+import csv
+import json
 import os
 import shutil
 import textwrap
@@ -12,16 +16,22 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 
+from flowlab import cli
 from flowlab_grader import overwrite
 from flowlab_grader.answers import answer_points, autograded_points, instructor_text, is_answer_cell
 from flowlab_grader.course import Assignment, course_dir
-from flowlab_grader.grade import PreparedAssignment
+from flowlab_grader.grade import COLUMNS, PreparedAssignment, grade
+from flowlab_grader.gradebook import database_url
 from flowlab_grader.leaks import check_leaks
+from flowlab_grader.manual import merge, merged_row
 from flowlab_grader.references import write_references
 from flowlab_grader.release import build_gradebook, student_bundle
+from flowlab_grader.sandbox import Limits, probe_isolation
 
 NAME = "01_small"
+LIMITS = Limits(cell_timeout=60, notebook_timeout=120)
 QUESTION = "## Why one step\n\nWhy does one Euler step from $t = 0$ land on the data mean?"
 EXPECTED = ("**Expected answer.** At $t = 0$ the velocity is the average direction $\\mathbb E[x_1] - x_0$,\n"
             "so a step of size 1 from $x_0$ reaches $\\mathbb E[x_1]$.\n\n"
@@ -157,3 +167,104 @@ def test_a_deleted_answer_cell_comes_back_editable_and_empty(small_course):
     answer = by_id(restored)["answer_why"]
     assert is_answer_cell(answer) and answer.metadata.get("editable", True) and "YOUR ANSWER HERE" in answer.source
     assert "Expected answer" not in answer.source
+
+
+# ---- grading leaves the answers to people; a manual grade round-trips into final.csv -------------------
+
+WRITTEN = "At t = 0 the velocity averages the directions to all the data."
+
+
+@pytest.fixture(scope="module")
+def graded_batch(small_course):
+    """One submission (the solution, with written answers) graded for real into ``RESULTS``."""
+    root, _, student = small_course
+    submitted = copy.deepcopy(student)
+    cells = by_id(submitted)
+    cells["interpolate"].source = "def interpolate(x0, x1, t):\n    return (1 - t) * x0 + t * x1"
+    cells["answer_why"].source = WRITTEN
+    cells["answer_ratio"].source = "ratio_of_errors = 1.4"
+    folder = root / "submitted" / "ada" / NAME
+    folder.mkdir(parents=True)
+    nbformat.write(submitted, folder / f"{NAME}.ipynb")
+    scratch = root / "scratch"
+    scratch.mkdir(mode=0o711)
+    os.chmod(scratch, 0o711)
+    isolation = probe_isolation(scratch, LIMITS, allow_unisolated=True)
+    results = root / "results"
+    grade(root / "submitted", results, jobs=1, limits=LIMITS, only=NAME, isolation=isolation)
+    return results, isolation
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow                      # shares one real sandboxed grading run: ~30 s on 2 cores
+def test_grades_csv_has_the_automatic_score_and_the_written_answers_pending(graded_batch):
+    results, _ = graded_batch
+    (row,) = rows(results / "grades.csv")
+    assert list(row) == list(COLUMNS)
+    assert {key: row[key] for key in COLUMNS[2:5] + COLUMNS[6:]} == {
+        "score": "2", "max_score": "7", "status": "graded", "auto_score": "2", "auto_max": "2",
+        "manual_score": "", "manual_max": "5", "manual_status": "pending"}, row
+    page = (results / "feedback" / "ada" / NAME / f"{NAME}.html").read_text()
+    assert "awaiting a person's grade" in page and "answer_why" in page and "Automatic score: 2 / 2" in page
+
+
+@pytest.mark.slow                      # shares one real sandboxed grading run: ~30 s on 2 cores
+def test_the_gradebook_holds_the_answers_as_needing_a_manual_grade(graded_batch):
+    results, _ = graded_batch
+    with Gradebook(database_url(results / "gradebook.db")) as book:
+        answer = book.find_grade("answer_why", NAME, NAME, "ada")
+        hidden = book.find_grade("hidden_interpolate", NAME, NAME, "ada")
+        assert (answer.auto_score, answer.manual_score, answer.needs_manual_grade, answer.max_score) == \
+            (None, None, True, 3.0)
+        assert (hidden.auto_score, hidden.needs_manual_grade) == (2.0, False)
+        assert book.find_submission(NAME, "ada").needs_manual_grade
+
+
+def give(results: Path, cell: str, points: float) -> None:
+    """What a person does in the formgrader: a manual score on the answer's grade."""
+    with Gradebook(database_url(results / "gradebook.db")) as book:
+        grade_ = book.find_grade(cell, NAME, NAME, "ada")
+        grade_.manual_score, grade_.needs_manual_grade = points, False
+        book.db.commit()
+
+
+@pytest.mark.slow                      # shares one real sandboxed grading run: ~30 s on 2 cores
+def test_a_manual_grade_round_trips_through_the_gradebook_into_final_csv(graded_batch):
+    results, isolation = graded_batch
+    give(results, "answer_why", 2.5)
+    assert cli.main(["merge-manual", str(results)]) == 0
+    (row,) = rows(results / "final.csv")
+    assert (row["score"], row["max_score"], row["manual_score"], row["manual_status"]) == ("4.5", "7", "2.5", "partial")
+    give(results, "answer_ratio", 2)
+    grade(results.parent / "submitted", results, jobs=1, limits=LIMITS, only=NAME, isolation=isolation)
+    assert json.loads((results / "grading.json").read_text())["batch"]["kept"] == 1, "its result.json read back"
+    (row,) = merge(results, results / "again.csv")
+    assert (row["score"], row["manual_score"], row["manual_status"]) == ("6.5", "4.5", "graded"), \
+        "grading again keeps the manual grades"
+    assert rows(results / "grades.csv")[0]["manual_status"] == "pending", "grades.csv stays the automatic table"
+
+
+ROW = {"student": "ada", "assignment": NAME, "score": "2", "max_score": "7", "status": "graded", "reason": "",
+       "auto_score": "2", "auto_max": "2", "manual_score": "", "manual_max": "5", "manual_status": "pending"}
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ({}, ("2", "", "pending")),
+    ({"answer_why": None, "answer_ratio": None}, ("2", "", "pending")),
+    ({"answer_why": 0.0, "answer_ratio": None}, ("2", "0", "partial")),
+    ({"answer_why": 3.0, "answer_ratio": 1.25}, ("6.25", "4.25", "graded")),
+], ids=["no_submission_in_gradebook", "pending", "partial", "graded"])
+def test_merged_row_adds_the_manual_scores_given_so_far(scores, expected):
+    row = merged_row(ROW, scores)
+    assert (row["score"], row["manual_score"], row["manual_status"]) == expected
+    assert {key: row[key] for key in ("max_score", "auto_score", "manual_max")} == {"max_score": "7", "auto_score": "2",
+                                                                                    "manual_max": "5"}
+
+
+def test_an_assignment_without_written_answers_has_none_to_merge():
+    row = merged_row({**ROW, "max_score": "2", "manual_max": "0", "manual_status": "none"}, {})
+    assert (row["score"], row["manual_score"], row["manual_status"]) == ("2", "", "none")

@@ -87,7 +87,7 @@ def test_a_result_is_not_kept_when_anything_it_depends_on_changed(tmp_path, chan
         monkeypatch.setattr(results, "grader_version", lambda: "flowlab-grader 9.9, flowlab 9.9, result format 1")
         stamp = stamp_of()
     elif change == "format":
-        path.write_text(path.read_text().replace('"format": 1', '"format": 0'))
+        path.write_text(path.read_text().replace(f'"format": {results.RESULT_FORMAT}', '"format": 0'))
     elif change == "garbage":
         path.write_text(path.read_text()[:50])
     else:

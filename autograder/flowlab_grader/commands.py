@@ -106,6 +106,15 @@ def isolation_lines(report: dict) -> str:
     return "\n".join(lines)
 
 
+def run_merge_manual(args: argparse.Namespace) -> int:
+    from flowlab_grader.manual import merge, summary
+
+    out = Path(args.out) if args.out else Path(args.results) / "final.csv"
+    rows = merge(Path(args.results), out)
+    print(f"{summary(rows)}\nwrote {out}")
+    return 0
+
+
 def run_rehearse(args: argparse.Namespace) -> int:
     from flowlab_grader.course import assignments, find_assignment
     from flowlab_grader.rehearse import main_rows, repeat_summary, table
@@ -159,6 +168,10 @@ def cli_commands() -> list[Command]:
             argument("shards", metavar="SHARD", nargs="+", help="the results folder of each shard"),
             argument("--out", required=True, metavar="RESULTS", help="the merged results folder"),
         ), run_merge_shards),
+        Command(("merge-manual",), "merge the written answers' manual grades (nbgrader gradebook) into the final CSV", (
+            argument("results", metavar="RESULTS", help="a results folder of flowlab grade (grades.csv, gradebook.db)"),
+            argument("--out", metavar="FILE", help="the final CSV (default: RESULTS/final.csv)"),
+        ), run_merge_manual),
         Command(("rehearse",), "run the solution notebooks top to bottom against the student release; time table", (
             argument("--assignment", metavar="NN", help="only this assignment (default: all)"),
             argument("--grading", action="store_true", help="only grading mode (FLOWLAB_GRADING=1)"),

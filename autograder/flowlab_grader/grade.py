@@ -11,8 +11,11 @@ For every submission (``flowlab_grader.submissions``):
    test cells record the student's outputs there;
 2. phase 2, on the host: the records are compared with the hidden references (``scoring``).
 
-Results: ``RESULTS/grades.csv`` (student, assignment, score, max_score, status, reason; one row
-per submission, sorted), ``RESULTS/feedback/<student>/<assignment>/<assignment>.html`` and the
+Results: ``RESULTS/grades.csv`` (``COLUMNS``: student, assignment, score, max_score, status, reason,
+then the automatic and the written parts: auto_score, auto_max, manual_score, manual_max,
+manual_status; one row per submission, sorted; the written answers are ``pending``, and
+``flowlab merge-manual`` adds the points people give them: ``manual``),
+``RESULTS/feedback/<student>/<assignment>/<assignment>.html`` and the
 nbgrader gradebook ``RESULTS/gradebook.db``, rebuilt at the end from the per-submission results
 ``RESULTS/submissions/<student>/<assignment>/result.json`` that are saved as each submission
 finishes (``results``). A rerun keeps a result whose notebook, references and grader are
@@ -44,7 +47,7 @@ from flowlab_grader import sandbox
 from flowlab_grader.answers import answer_points, autograded_points
 from flowlab_grader.batch import Stop, run_all
 from flowlab_grader.course import Assignment, assignments
-from flowlab_grader.gradebook import GradedSubmission, write_scores
+from flowlab_grader.gradebook import GradedSubmission, Layout, write_scores
 from flowlab_grader.overwrite import notebook_to_grade, read_submission
 from flowlab_grader.release import build_gradebook, student_bundle
 from flowlab_grader.progress import Progress
@@ -53,7 +56,8 @@ from flowlab_grader.scoring import CellScore, score_cells
 from flowlab_grader.shards import Shard
 from flowlab_grader.submissions import Submission, discover
 
-COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason")
+COLUMNS = ("student", "assignment", "score", "max_score", "status", "reason",
+           "auto_score", "auto_max", "manual_score", "manual_max", "manual_status")
 MAX_STATUS_BYTES = 64 * 1024
 RETRIED = ("error",)        # the grader failed, not the notebook: a rerun grades it again
 
@@ -130,7 +134,7 @@ def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, 
     if prepared is None:
         return result
     zero = score_cells(prepared.references, prepared.points, None)
-    result.cells = zero
+    result.cells, result.manual = zero, dict(prepared.manual)
     if submission.notebook is None:
         return result
     try:
@@ -198,10 +202,10 @@ def make_runnable(prepared: dict[str, PreparedAssignment], work: Path) -> None:
 def write_summaries(out: Path, results: list[Result], by_name: dict[str, PreparedAssignment], report: dict) -> None:
     """``grades.csv``, the gradebook and ``grading.json`` (``report``) from ``results``."""
     write_csv(out / "grades.csv", results)
-    layouts = {name: (prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points)
+    layouts = {name: Layout(prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points, prepared.manual)
                for name, prepared in by_name.items()}
     write_scores(out / "gradebook.db", layouts, [
-        GradedSubmission(r.student, r.assignment, layouts[r.assignment][0],
+        GradedSubmission(r.student, r.assignment, layouts[r.assignment].notebook,
                          {cell.cell: cell.score for cell in r.cells}) for r in results if r.assignment in layouts])
     write_atomically(out / "grading.json", (json.dumps(report, indent=1) + "\n").encode("utf-8"))
 

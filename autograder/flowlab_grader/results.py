@@ -31,7 +31,7 @@ from flowlab_grader.course import Assignment
 from flowlab_grader.scoring import CaseResult, CellScore
 from flowlab_grader.submissions import Submission
 
-RESULT_FORMAT = 1           # bump when result.json changes meaning: older results are graded again
+RESULT_FORMAT = 2           # bump when result.json changes meaning: older results are graded again
 RESULTS_FOLDER = "submissions"
 FEEDBACK_FOLDER = "feedback"
 
@@ -45,18 +45,36 @@ class Result:
     reason: str = ""
     cells: list[CellScore] = field(default_factory=list)
     seconds: float = 0.0
+    manual: dict[str, float] = field(default_factory=dict)     # answer cells left to people: {grade_id: points}
 
     @property
-    def score(self) -> float:
+    def auto_score(self) -> float:
         return round(sum(cell.score for cell in self.cells), 3)
 
     @property
-    def max_score(self) -> float:
+    def auto_max(self) -> float:
         return round(sum(cell.points for cell in self.cells), 3)
 
+    @property
+    def manual_max(self) -> float:
+        return round(sum(self.manual.values()), 3)
+
+    @property
+    def score(self) -> float:
+        """Points given so far: the automatic ones (the written answers are still pending)."""
+        return self.auto_score
+
+    @property
+    def max_score(self) -> float:
+        """The assignment's points: hidden tests and written answers."""
+        return round(self.auto_max + self.manual_max, 3)
+
     def row(self) -> dict[str, str]:
+        """The row of ``grades.csv`` (its columns: ``manual.COLUMNS``)."""
         return {"student": self.student, "assignment": self.assignment, "score": f"{self.score:g}",
-                "max_score": f"{self.max_score:g}", "status": self.status, "reason": self.reason}
+                "max_score": f"{self.max_score:g}", "status": self.status, "reason": self.reason,
+                "auto_score": f"{self.auto_score:g}", "auto_max": f"{self.auto_max:g}", "manual_score": "",
+                "manual_max": f"{self.manual_max:g}", "manual_status": "pending" if self.manual else "none"}
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -140,7 +158,8 @@ class ResultStore:
 
     def write_feedback(self, result: Result) -> Path:
         path = self.feedback_file(result.student, result.assignment)
-        page = feedback.render(result.student, result.assignment, result.status, result.reason, result.cells)
+        page = feedback.render(result.student, result.assignment, result.status, result.reason, result.cells,
+                               result.manual)
         write_atomically(path, page.encode("utf-8"))
         return path
 
@@ -150,7 +169,7 @@ class ResultStore:
         page = self.write_feedback(result)
         document = {"format": RESULT_FORMAT, "fingerprint": stamp, "run": self.run, "finished": finished,
                     "row": result.row(), "seconds": result.seconds, "feedback": page.relative_to(self.out).as_posix(),
-                    "cells": [asdict(cell) for cell in result.cells]}
+                    "cells": [asdict(cell) for cell in result.cells], "manual": result.manual}
         path = self.result_file(result.student, result.assignment)
         write_atomically(path, (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
         return path
@@ -184,8 +203,9 @@ class ResultStore:
             cells = [CellScore(**{**cell, "cases": [CaseResult(**case) for case in cell["cases"]]})
                      for cell in document["cells"]]
             row = document["row"]
-            result = Result(student, assignment, row["status"], row["reason"], cells, float(document["seconds"]))
-        except (KeyError, TypeError, ValueError):
+            result = Result(student, assignment, row["status"], row["reason"], cells, float(document["seconds"]),
+                            {str(cell): float(points) for cell, points in document["manual"].items()})
+        except (AttributeError, KeyError, TypeError, ValueError):
             return None
         return result if result.row() == row else None
 

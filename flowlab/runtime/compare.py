@@ -53,6 +53,8 @@ def label(name: str) -> str:
     """How a message names an output: ``"grad.scale"`` -> ``"the gradient w.r.t. the model's scale"``."""
     if name.startswith("grad."):
         return f"the gradient of the result w.r.t. the model's {name[5:]}"
+    if name.startswith("param."):
+        return f"the model's {name[6:]} after the call"
     if name.startswith("item") and name[4:].isdigit():
         return f"returned value number {int(name[4:]) + 1}"
     return LABELS.get(name, name)

@@ -160,5 +160,30 @@ class TanhVelocity(AffineVelocity):
         return self.scale * torch.tanh(x) + expand_time(time_batch(t, x), x) * self.shift
 
 
+class MidpointStep(nn.Module):
+    """A step function for tests of a sampler's loop: ``step(velocity, x, t, t_next)``, the midpoint
+    rule ``x + h v(x + h/2 v(x, t), t + h/2)`` with ``h = t_next - t``.
+
+    A loop under test must call the step it is given: this one differs from an Euler or a Heun
+    step, and from itself with ``t`` and ``t_next`` swapped. ``t`` and ``t_next``: floats or 0-d
+    tensors. No parameters: it crosses the sandbox wall as an empty set of arrays.
+    """
+
+    def forward(self, velocity, x: torch.Tensor, t, t_next) -> torch.Tensor:
+        t, t_next = float(t), float(t_next)
+        h = t_next - t
+        at = lambda time: torch.full((x.shape[0],), time, dtype=x.dtype, device=x.device)
+        x_mid = x + 0.5 * h * velocity(x, at(t))
+        return x + h * velocity(x_mid, at(t + 0.5 * h))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "MidpointStep":
+        return cls()
+
+
 FIXTURES: dict[str, type] = {"AffineVelocity": AffineVelocity, "ElementwiseClassifier": ElementwiseClassifier,
-                             "ConditionedAffineVelocity": ConditionedAffineVelocity, "TanhVelocity": TanhVelocity}
+                             "ConditionedAffineVelocity": ConditionedAffineVelocity, "TanhVelocity": TanhVelocity,
+                             "MidpointStep": MidpointStep}
