@@ -16,12 +16,18 @@ rk4       classical Runge-Kutta, weights 1/6, 2/6, 2/6, 1/6       4           4
 ========  ======================================================  ==========  =====
 
 On the linear path one Euler step is exactly the DDIM step ``t' x1_hat + (1 - t') x0_hat``.
+
+Two loops over these steps are what notebooks 01 and 02 ask students to write: ``euler_sample``
+(Euler on the uniform grid, keeping the whole trajectory) and ``integrate`` (any step function
+over any grid). The library's samplers (``flowlab.solvers``) run their own loop, so that the
+student release can stub these two without breaking them.
 """
 from __future__ import annotations
 
 import torch
 
 from flowlab.sampling import Velocity, velocity_at
+from flowlab.validate import require_batch, require_positive_int, time_grid
 
 
 def euler_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
@@ -59,3 +65,39 @@ def rk4_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float) -> to
 
 STEPS = {"euler": euler_step, "midpoint": midpoint_step, "heun": heun_step, "rk4": rk4_step}
 STEP_NFE = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+
+
+def euler_sample(velocity: Velocity, x0: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """Euler's method on ``n_steps`` equal steps from t = 0 (the noise ``x0``, ``(B, ...)``) to t = 1.
+
+    ``velocity(x, t)`` is called with a ``(B,)`` time. Returns the trajectory, shape
+    ``(n_steps + 1, B, ...)``: ``x0`` first, the sample last. Runs without recording gradients.
+    """
+    require_batch("x0", x0)
+    n_steps = require_positive_int("n_steps", n_steps)
+    times = torch.linspace(0.0, 1.0, n_steps + 1, dtype=torch.float64).tolist()
+    path = [x0]
+    with torch.no_grad():
+        for t, t_next in zip(times[:-1], times[1:]):
+            # Not euler_step: notebook 02's release stubs it, and notebook 02's students have this function.
+            path.append(path[-1] + (t_next - t) * velocity_at(velocity, path[-1], t))
+    return torch.stack(path)
+
+
+def integrate(step, velocity: Velocity, x: torch.Tensor, ts, return_path: bool = False):
+    """Apply ``step(velocity, x, t, t_next)`` once per interval of the grid ``ts``, in order.
+
+    ``ts``: a 1-D grid, increasing (noise -> data) or decreasing (data -> noise); the step gets
+    its times as floats. Returns the end point, shaped like ``x``, or ``(x_end, path)`` with
+    ``path`` of shape ``(len(ts), B, ...)`` (``x`` first) when ``return_path``. Runs without
+    recording gradients. (``flowlab.solvers.integrate`` is the same loop with steps chosen by name.)
+    """
+    if not callable(step):
+        raise TypeError(f"step must be callable as step(velocity, x, t, t_next), got {type(step).__name__}")
+    require_batch("x", x)
+    times = time_grid(ts).tolist()
+    path = [x]
+    with torch.no_grad():
+        for t, t_next in zip(times[:-1], times[1:]):
+            path.append(step(velocity, path[-1], t, t_next))
+    return (path[-1], torch.stack(path)) if return_path else path[-1]

@@ -85,7 +85,8 @@ def test_reference_passes(name, case, dtype, device):
         record = record_of(name, case, reference, dtype)
         verdict = evaluate(name, case, reference, dtype, record=record)
         assert verdict.passed and verdict.ratio <= 0.5, verdict
-        assert record.changed == [] and not record.global_random, "the library must have no side effects"
+        allowed = set(CASES[name].function(case.function).may_change)   # a training step changes its model
+        assert set(record.changed) <= allowed and not record.global_random, "the library must have no side effects"
         return
     previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:

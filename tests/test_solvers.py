@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowlab import schedules, solvers
+from flowlab import schedules, solvers, steps
 from flowlab.data import GaussianMixture
 
 METHODS = sorted(solvers.METHODS)          # everything integrate runs, multistep included
@@ -222,3 +222,37 @@ def test_integrate_rejects_a_velocity_of_the_wrong_shape(wrong_shape):
 def test_counting_velocity_needs_a_callable():
     with pytest.raises(TypeError, match="velocity must be callable"):
         solvers.CountingVelocity(torch.zeros(3))
+
+
+@pytest.mark.parametrize("forward", [True, False], ids=["sampling", "inversion"])
+@pytest.mark.parametrize("method", STEP_METHODS)
+def test_the_student_loop_with_a_library_step_is_the_named_sampler(method, forward):
+    """``flowlab.steps.integrate`` (notebook 02's loop) with ``STEPS[method]`` runs the same steps as
+    ``solvers.integrate(..., method)``, path included, on an uneven grid in either direction."""
+    mixture, x0, _ = ring_problem("cpu")
+    grid = schedules.karras(6) if forward else schedules.cosine(5).flip(0)
+    end, path = steps.integrate(solvers.STEPS[method], mixture.velocity, x0, grid, return_path=True)
+    expected_end, expected_path = solvers.integrate(mixture.velocity, x0, grid, method, return_path=True)
+    torch.testing.assert_close(path, expected_path, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(end, expected_end, rtol=1e-12, atol=1e-12)
+    assert path.shape == (len(grid), *x0.shape)
+
+
+@pytest.mark.parametrize("n_steps", [1, 4, 25])
+def test_euler_sample_is_euler_on_the_uniform_grid(n_steps):
+    """Notebook 01's loop: the trajectory of ``n_steps`` Euler steps, noise first."""
+    mixture, x0, _ = ring_problem("cpu")
+    path = steps.euler_sample(mixture.velocity, x0, n_steps)
+    _, expected = solvers.integrate(mixture.velocity, x0, schedules.uniform(n_steps), "euler", return_path=True)
+    torch.testing.assert_close(path, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda x: steps.integrate("euler", lambda x, t: x, x, schedules.uniform(2)), TypeError),
+    (lambda x: steps.integrate(solvers.STEPS["euler"], lambda x, t: x, x, [0.0, 0.5, 0.4]), ValueError),
+    (lambda x: steps.euler_sample(lambda x, t: x, x, 0), ValueError),
+    (lambda x: steps.euler_sample(lambda x, t: x, x[0], 3), ValueError),
+], ids=["step_not_callable", "grid_not_monotone", "no_steps", "no_batch"])
+def test_the_student_loops_reject_bad_input(call, error):
+    with pytest.raises(error):
+        call(torch.zeros(3, 2))

@@ -9,7 +9,7 @@ from flowlab.data import GaussianMixture, toy
 from flowlab.metrics import sliced_wasserstein
 from flowlab.models import MLP
 from flowlab.solvers import integrate
-from flowlab.train import EMA, Batch, flow_matching_loss, label_dropout, train, train_toy
+from flowlab.train import EMA, Batch, flow_matching_loss, label_dropout, sgd_step, train, train_toy
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -193,3 +193,29 @@ def test_training_moons_from_scratch_approaches_the_floor():
     result = train_toy("moons", steps=1000, progress=False)
     value, floor = moons_quality(result.ema_model)
     assert value < 4 * floor, (value, floor)
+
+
+def test_sgd_step_moves_against_the_gradient_of_the_loss_it_returns():
+    """One step: the returned loss is the loss before the step, on the generator's draws; each
+    parameter moves by -lr times the gradient of exactly that loss."""
+    model, copy_ = small_model("cpu"), small_model("cpu")
+    x1 = toy.sample("moons", 64, generator=generator(1))
+    loss = flow_matching_loss(copy_, x1, generator=generator(2))
+    gradients = torch.autograd.grad(loss, list(copy_.parameters()))
+    returned = sgd_step(model, x1, 0.1, generator(2))
+    assert isinstance(returned, float) and returned == pytest.approx(loss.item(), rel=1e-6)
+    for moved, start, gradient in zip(model.parameters(), copy_.parameters(), gradients):
+        torch.testing.assert_close(moved.detach(), start.detach() - 0.1 * gradient, rtol=1e-5, atol=1e-7)
+
+
+def test_sgd_steps_lower_the_loss_on_a_fixed_batch():
+    model = small_model("cpu")
+    x1 = toy.sample("moons", 128, generator=generator(3))
+    losses = [sgd_step(model, x1, 0.05, generator(4)) for _ in range(20)]
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.1, True, "0.1"])
+def test_sgd_step_rejects_a_bad_learning_rate(lr):
+    with pytest.raises(ValueError, match="lr"):
+        sgd_step(small_model("cpu"), torch.zeros(4, 2), lr)

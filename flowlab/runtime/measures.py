@@ -14,6 +14,8 @@ library's reference implementation on the host, so both produce the same output 
     returned_velocity  {"value": f(...)(at_x, at_t)}: f returns a velocity function (guidance wrappers);
                  the inputs named ``at_x`` and ``at_t`` are where it is evaluated, not passed to f
     items        {"item0": f(...)[0], "item1": f(...)[1], ...}: f returns a tuple (e.g. ``(z, x1)`` pairs)
+    updated_model  {"value": f(...), "param.<name>": each parameter of inputs["model"] after the call}:
+                 f trains the model in place (a training step)
 """
 from __future__ import annotations
 
@@ -84,10 +86,19 @@ def measure_items(function: Callable, make_inputs: Callable[[], Inputs], positio
     return {f"item{index}": value for index, value in enumerate(returned)}
 
 
+def measure_updated_model(function: Callable, make_inputs: Callable[[], Inputs], positional: int) -> dict[str, Any]:
+    inputs = make_inputs()
+    outputs = {"value": call(function, inputs, positional)}
+    for name, parameter in inputs["model"].named_parameters():
+        outputs[f"param.{name}"] = parameter.detach().clone()
+    return outputs
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "value": measure_value,
     "grad": measure_grad,
     "seeded_pair": measure_seeded_pair,
     "returned_velocity": measure_returned_velocity,
     "items": measure_items,
+    "updated_model": measure_updated_model,
 }
