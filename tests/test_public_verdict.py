@@ -11,9 +11,12 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from flowlab_grader.answers import is_test_cell
+from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments
 
+from flowlab.runtime.public import public_file
 from flowlab.runtime.public_verdict import runs_public_tests_of
+from flowlab.runtime.reference_set import ReferenceSet
 
 SETUP = "import torch\nfrom flowlab.runtime import public, public_verdict"
 PUBLIC_CELL = 'public.check("01_flow_matching", "interpolate", interpolate)'
@@ -59,9 +62,15 @@ def test_a_wrong_function_fails_the_grade_cell_saying_why(shell, kind, expected)
     assert error is not None and error.startswith(expected), error
 
 
-def test_the_known_mistake_hint_reaches_the_grade_cell(shell):
+def test_the_failed_property_reaches_the_grade_cell_and_no_mistake_is_named(shell):
+    """The public tests say which property failed (a case's ``about``) and what differs, never
+    which known mistake the output matches (that would give the answer away)."""
     error = grade_cell_error(shell, SOLUTIONS["reversed time"], PUBLIC_CELL)
-    assert "hint:" in error and "t = 0 is noise" in error, error
+    public = ReferenceSet.load(public_file("01_flow_matching"))
+    properties = [public.case(key)["about"] for key in public.keys("interpolate")]
+    assert any(f"- {about}: " in error for about in properties), error
+    wrong = load_cases(assignments()[0]).function("interpolate").wrong
+    assert "hint" not in error and not any(mistake.message in error for mistake in wrong.values()), error
 
 
 @pytest.mark.parametrize("cells", [

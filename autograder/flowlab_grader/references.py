@@ -6,7 +6,9 @@ For each assignment and each case in ``autograder/cases/NN_name.py``:
 - ``expect``: what the library returns for these inputs as given (type, dtype, shape, device);
 - the expected values: the library's reference implementation run in float64 on the CPU (or the
   case's own ``expected`` formula, for statistical checks);
-- the outputs of each known wrong answer recognised by its values (for diagnoses), in float64;
+- the outputs of each known wrong answer recognised by its values (for the hints of grading
+  feedback), in float64: hidden cases only, so that the public tests, which the students have,
+  cannot name a mistake (and so give the right answer away);
 - what the function may do besides returning (``may_change``, ``may_use_global_random``).
 
 Hidden cases go to ``autograder/references/NN_name.npz`` (never released, never in the sandbox:
@@ -68,7 +70,7 @@ def case_entry(case: Case, cases: AssignmentCases) -> tuple[dict[str, np.ndarray
         expected = _arrays(measure(reference, in_float64, graded.positional))
     arrays.update({f"{case.key}|expected|{name}": values for name, values in expected.items()})
     wrong_messages = {}
-    if isinstance(case.check, AllClose):
+    if isinstance(case.check, AllClose) and not case.public:
         for variant, wrong in sorted(graded.wrong.items()):
             if wrong.by != "values":    # recognised by the recorder's watch, not by its outputs
                 continue
