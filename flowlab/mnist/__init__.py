@@ -5,6 +5,7 @@
 * ``sampling``: digits from a class-conditional model with CFG or classifier guidance, a batch at a time.
 * ``evaluation``: accuracy and Frechet distance under the evaluation classifier, diversity, sweeps.
 * ``editing``: inversion, regeneration, class swap and SDEdit of digits.
+* ``inpainting``: training-free completion with an unconditional flow (known region replaced on its path).
 * ``reflow``: what reflow needs on MNIST beyond ``flowlab.distill``: the CFG teacher and its labels.
 * ``recipes``: how each MNIST checkpoint is trained (``flowlab train mnist-*``) and what it records.
 * ``bench``: ``flowlab bench mnist``.

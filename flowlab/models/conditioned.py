@@ -42,10 +42,11 @@ def top_half_condition(x: torch.Tensor) -> torch.Tensor:
 
 
 def low_resolution_condition(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
-    """A blurred copy: the mean of each ``factor x factor`` block, repeated over the block.
+    """A blurred copy of ``x``: each ``factor x factor`` block of pixels becomes one constant value,
+    the block's mean.
 
-    ``avg_pool(x, factor)`` then nearest-neighbour upsampling by ``factor``; ``x: (B, C, H, W)`` with
-    ``H`` and ``W`` divisible by ``factor`` (28 with factor 4: a 7x7 image), same shape out.
+    ``x: (B, C, H, W)`` with ``H`` and ``W`` divisible by ``factor`` (28 with factor 4: a 7x7 image);
+    returns a tensor of ``x``'s shape and dtype, every channel on its own.
     """
     require_batch("x", x, min_dim=4)
     require_positive_int("factor", factor)
@@ -114,12 +115,10 @@ class ImageConditionedUNet(nn.Module):
 
 
 def guided_velocity(model: ImageConditionedUNet, cond: torch.Tensor, w: float) -> Velocity:
-    """Classifier-free guidance on the image condition: a ``velocity(x, t)`` for the samplers,
-
-        v = v(x, t, null) + w (v(x, t, cond) - v(x, t, null)),
-
-    that is ``flowlab.guidance.cfg`` of ``model`` applied to ``cond`` and to the null condition.
-    ``w = 1``: plain conditional (1 model call); ``w = 0``: unconditional (1 call); else 2 calls.
+    """Classifier-free guidance on the image condition ``cond`` (shaped like the samples) with weight
+    ``w``: returns a ``velocity(x, t)`` for the samplers (``flowlab.guidance.cfg`` of ``model`` given
+    ``cond`` and given the null condition ``None``). ``w = 1``: plain conditional (1 model call);
+    ``w = 0``: unconditional (1 call); else 2 calls.
     """
     require_tensor("cond", cond)
     return cfg(partial(model, cond=cond), partial(model, cond=None), w)
