@@ -10,7 +10,8 @@ import pytest
 
 from flowlab import cli
 from flowlab_grader.cases import graded_functions, load_cases
-from flowlab_grader.course import assignments, library_dir
+from flowlab_grader import leaks, stubs
+from flowlab_grader.course import assignments, library_dir, library_file
 from flowlab_grader.leaks import check_leaks
 from flowlab_grader.release import build_library, build_release, student_bundle
 
@@ -96,6 +97,27 @@ def test_the_leak_check_finds_planted_leaks(bundle, tmp_path):
     assert "stolen.npz: an array file outside data/public" in problems
     assert "contains '### BEGIN SOLUTION'" in problems
     assert "flowlab/paths.py: contains the solution line 'return (1 - t) * x0 + t * x1'" in problems
+
+
+def test_stubs_keep_the_signature_and_point_to_the_notebook_instead_of_the_docstring(bundle, tmp_path):
+    out, manifest = bundle
+    last = assignments()[-1]
+    for entry in manifest["stubbed"]:
+        module, _, name = entry.partition(":")
+        original, copy = library_file(module), out / library_file(module).relative_to(library_dir().parent)
+        assert stubs.function_docstring(copy.read_text(), name).startswith(
+            f"Implemented by you in notebook {last.name}"), f"{entry}: the docstring must point to the notebook"
+        signature = [ast.dump(node.args) for path in (original, copy) for node in ast.parse(path.read_text()).body
+                     if isinstance(node, ast.FunctionDef) and node.name == name]
+        assert signature[0] == signature[1], f"{entry}: the stub keeps the signature"
+    module, _, name = manifest["stubbed"][0].partition(":")
+    planted = tmp_path / "copy"
+    shutil.copytree(out, planted)
+    line = next(line for line in stubs.function_docstring(library_file(module).read_text(), name).splitlines()
+                if line in leaks.docstring_lines(last.number))
+    (planted / "flowlab" / "notes.py").write_text(f"# {line}\n")
+    assert f"flowlab/notes.py: contains a line of {name}'s library docstring" in "\n".join(
+        check_leaks(planted, stub_from=last.number))
 
 
 def test_committed_student_notebooks_are_up_to_date(bundle):

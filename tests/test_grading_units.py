@@ -260,7 +260,7 @@ def kept(x):
 
 
 def secret(x, t):
-    """Docstring stays."""
+    """Formula: y = (1 - t) x."""
     # a comment that goes
     y = (1 - t) * x
     return y
@@ -271,21 +271,26 @@ def after():
 '''
 
 
-def test_stub_replaces_only_the_body_after_the_docstring():
-    stubbed = stubs.stub_function(SOURCE, "secret", "implemented in notebook 01")
+POINTER = "Implemented by you in notebook 01_a, section 2 (secret)."
+
+
+def test_stub_replaces_the_docstring_and_the_body_and_keeps_the_rest():
+    stubbed = stubs.stub_function(SOURCE, "secret", "implemented in notebook 01", POINTER)
     namespace = {}
     exec(stubbed, namespace)
     assert namespace["kept"](1) == 2 and namespace["after"]() == 2
-    assert namespace["secret"].__doc__ == "Docstring stays."
+    assert namespace["secret"].__doc__ == POINTER and "def secret(x, t):" in stubbed
     with pytest.raises(NotImplementedError, match="implemented in notebook 01"):
         namespace["secret"](1, 0.5)
-    assert "(1 - t) * x" not in stubbed and "a comment that goes" not in stubbed
+    assert "(1 - t) * x" not in stubbed and "a comment that goes" not in stubbed and "Formula" not in stubbed
     assert stubs.function_body(SOURCE, "secret").strip().startswith("# a comment")
+    assert stubs.function_docstring(SOURCE, "secret") == "Formula: y = (1 - t) x."
+    assert stubs.docstring_span(SOURCE, "secret") == (9, 9) and stubs.docstring_span(SOURCE, "kept") == (1, 0)
 
 
 def test_stub_of_a_missing_function_fails_loudly():
     with pytest.raises(ValueError, match="no top-level function 'nope'"):
-        stubs.stub_function(SOURCE, "nope", "")
+        stubs.stub_function(SOURCE, "nope", "", POINTER)
 
 
 # ---- overwrite: nbgrader's OverwriteCells, fed by generate_assignment's gradebook, restores cells ------

@@ -13,6 +13,10 @@
 - a line of a manually graded answer cell's instructor text (its expected answer and rubric,
   ``answers.instructor_text``) that the released notebooks' other cells do not have anyway,
   found in any text file of the bundle;
+- a line of a stubbed function's original docstring (which gives its formula) that the library
+  has nowhere else, found in a Python file of the bundle (the released notebooks' solution cells
+  keep the docstring on purpose: it says what to write), or a stubbed function whose docstring
+  is still the original;
 - a stubbed function whose body is not the stub.
 """
 from __future__ import annotations
@@ -26,7 +30,7 @@ import nbformat
 from flowlab_grader.answers import instructor_text, is_answer_cell, nbgrader_metadata
 from flowlab_grader.cases import graded_functions
 from flowlab_grader.course import Assignment, assignments, course_dir, library_dir, library_file
-from flowlab_grader.stubs import function_body
+from flowlab_grader.stubs import docstring_span, function_body, function_docstring
 
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS",
            "### BEGIN MARK SCHEME", "### END MARK SCHEME")
@@ -70,6 +74,23 @@ def revealing_lines(stub_from: int, released: list[Assignment]) -> set[str]:
     return {line for line in secret if line not in library_text and line.strip() not in ('"""', "'''")}
 
 
+def docstring_lines(stub_from: int) -> dict[str, str]:
+    """``{line: function}``: lines of the stubbed functions' docstrings that the instructor's
+    library has nowhere else (its other docstrings and code), even inside a longer line."""
+    graded = _graded(stub_from)
+    docstrings = {(path, name): function_docstring(path.read_text(), name) or "" for path, name in graded}
+    elsewhere = []
+    for path in library_dir().rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for first, last in sorted((docstring_span(path.read_text(), name) for doc_path, name in docstrings
+                                   if doc_path == path), reverse=True):
+            del lines[first - 1: last]
+        elsewhere.append("\n".join(lines))
+    library_text = "\n".join(elsewhere)
+    return {line: name for (_, name), docstring in docstrings.items() for line in _lines(docstring)
+            if line not in library_text}
+
+
 def answer_lines(released: list[Assignment]) -> dict[str, str]:
     """``{line: grade_id}``: lines of the released notebooks' answer cells (expected answers and
     rubrics) that no other cell of those notebooks has, even inside a longer line."""
@@ -111,6 +132,7 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
     released = [a for a in assignments() if (bundle / "notebooks" / a.notebook_name).is_file()]
     revealing = revealing_lines(stub_from, released)
     answers = answer_lines(released)
+    docstrings = docstring_lines(stub_from)
     for path in sorted(bundle.rglob("*")):
         relative = path.relative_to(bundle)
         if "autograder" in relative.parts:
@@ -126,8 +148,13 @@ def check_leaks(bundle: Path, stub_from: int) -> list[str]:
         problems += [f"{relative}: contains the solution line {line!r}" for line in sorted(revealing) if line in text]
         problems += [f"{relative}: contains a line of the expected answer or rubric of {where}: {line!r}"
                      for line, where in sorted(answers.items()) if line in text]
+        if path.suffix == ".py":
+            problems += [f"{relative}: contains a line of {name}'s library docstring: {line!r}"
+                         for line, name in sorted(docstrings.items()) if line in text]
     for path, name in _graded(stub_from):
         copy = bundle / path.relative_to(library_dir().parent)
         if not copy.is_file() or "raise NotImplementedError(" not in function_body(copy.read_text(), name):
             problems.append(f"{copy.relative_to(bundle)}: {name} is not stubbed")
+        elif function_docstring(path.read_text(), name) == function_docstring(copy.read_text(), name):
+            problems.append(f"{copy.relative_to(bundle)}: {name} keeps its library docstring")
     return problems

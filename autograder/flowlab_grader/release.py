@@ -6,7 +6,9 @@
                                    no solutions, no hidden tests, no outputs)
     DIR/flowlab/                   the whole library (its kernel-side runtime ``flowlab.runtime``
                                    included), with every function graded in notebook NN or later
-                                   stubbed (``raise NotImplementedError("implemented in notebook ...")``)
+                                   stubbed: its signature kept, its docstring replaced by where the
+                                   student writes it (``stub_pointer``) and its body by
+                                   ``raise NotImplementedError("implemented in notebook ...")``
     DIR/data/                      checkpoints and the public references of the released notebooks
     DIR/pyproject.toml, environment.yml, README.md, release.json (what was stubbed)
 
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import nbformat
 
 from flowlab_grader.cases import graded_functions
 from flowlab_grader.course import (Assignment, assignments, course_dir, library_dir, library_file, notebooks_dir,
@@ -38,6 +43,23 @@ TOP_LEVEL_FILES = ("pyproject.toml", "environment.yml")
 BUNDLE_SETUP_DIR = Path(__file__).resolve().parents[1] / "bundle"   # autograder/bundle: copied as they are
 
 
+SECTION_HEADING = re.compile(r"\s*#{1,3}\s*(\d+)\.")
+
+
+def stub_pointer(assignment: Assignment, name: str) -> str:
+    """The docstring of a stubbed function: where the student writes it, e.g. ``Implemented by you in
+    notebook 03_stochastic_samplers, section 2 (euler_maruyama_step).`` (the section: the last
+    numbered heading, ``## 2. ...``, above the solution cell that defines it)."""
+    section = None
+    for cell in nbformat.read(assignment.source_notebook, as_version=4).cells:
+        heading = SECTION_HEADING.match(cell.source) if cell.cell_type == "markdown" else None
+        section = heading.group(1) if heading else section
+        if cell.cell_type == "code" and re.search(rf"^def {re.escape(name)}\(", cell.source, re.M):
+            break
+    where = f"notebook {assignment.name}" + (f", section {section}" if section else "")
+    return f"Implemented by you in {where} ({name})."
+
+
 def build_library(destination: Path, stub_from: int) -> list[str]:
     """Copy the whole flowlab package to ``destination/flowlab`` and stub the functions graded from
     notebook ``stub_from`` on; returns ``["module:function", ...]``."""
@@ -46,7 +68,8 @@ def build_library(destination: Path, stub_from: int) -> list[str]:
     stubbed = []
     for module, name, assignment in graded_functions(stub_from):
         path = target / library_file(module).relative_to(library_dir())
-        path.write_text(stub_function(path.read_text(), name, f"implemented in notebook {assignment.name}"))
+        path.write_text(stub_function(path.read_text(), name, f"implemented in notebook {assignment.name}",
+                                      stub_pointer(assignment, name)))
         stubbed.append(f"{module}:{name}")
     return stubbed
 
