@@ -1,4 +1,5 @@
-"""The instructor subcommands of ``flowlab``: ``references``, ``release``, ``grade``, ``merge-shards``, ``rehearse``.
+"""The instructor subcommands of ``flowlab``: ``references``, ``release``, ``grade``, ``merge-shards``,
+``export gradescope``, ``rehearse``.
 
 ``flowlab.cli`` finds them through the ``flowlab.commands`` entry-point group (declared in
 ``autograder/pyproject.toml``): ``cli_commands()`` returns their specs, so a student's ``flowlab``,
@@ -80,6 +81,29 @@ def run_grade(args: argparse.Namespace) -> int:
         print(f"shard {args.shard} of the batch; once every shard is done: flowlab merge-shards SHARD_FOLDERS... "
               f"--out RESULTS")
     return 0
+
+
+def run_export_gradescope(args: argparse.Namespace) -> int:
+    from flowlab_grader.course import find_assignment
+    from flowlab_grader.gradescope import export
+    from flowlab_grader.sandbox import Limits
+
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                    memory=int(args.memory_gib * 2**30))
+    path = export(find_assignment(args.assignment), Path(args.out), args.visibility, limits)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): upload it as the assignment's autograder "
+          f"(Gradescope: Configure Autograder, zip file upload)")
+    return 0
+
+
+def run_bench_grading(args: argparse.Namespace) -> int:
+    from flowlab_grader.course import assignments, find_assignment
+    from flowlab_grader.throughput import measure, table
+
+    selected = [find_assignment(name) for name in args.assignment] if args.assignment else assignments()
+    measured = measure(selected, copies=args.copies, jobs=args.jobs, allow_unisolated=args.allow_unisolated)
+    print(table(measured))
+    return 0 if set(measured.statuses) == {"graded"} else 1
 
 
 def run_merge_shards(args: argparse.Namespace) -> int:
@@ -164,6 +188,27 @@ def cli_commands() -> list[Command]:
                      help="grade every submission again (default: keep the results of submissions whose notebook, "
                           "references and grader are unchanged since an earlier run into the same RESULTS)"),
         ), run_grade),
+        Command(("export", "gradescope"), "write Gradescope's autograder.zip for one assignment", (
+            argument("--assignment", required=True, metavar="NN", help="the assignment (a name or a number)"),
+            argument("--out", required=True, metavar="DIR", help="folder that receives autograder.zip"),
+            argument("--visibility", choices=("visible", "hidden", "after_due_date", "after_published"),
+                     default="after_due_date", help="when students see the hidden tests' results "
+                                                    "(default: %(default)s)"),
+            argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default: %(default)s)"),
+            argument("--notebook-timeout", type=float, default=300.0,
+                     help="seconds per notebook (default: %(default)s)"),
+            argument("--memory-gib", type=float, default=6.0,
+                     help="data segment per process, RLIMIT_DATA (default: %(default)s)"),
+        ), run_export_gradescope),
+        Command(("bench", "grading"), "grade a real batch; submissions per minute per core, cost of a term's "
+                                      "notebooks on one machine and on a cluster", (
+            argument("--assignment", action="append", metavar="NN",
+                     help="grade this assignment's notebook (repeat for more; default: every notebook)"),
+            argument("--copies", type=positive_int, default=1, help="copies of each notebook (default: %(default)s)"),
+            argument("--jobs", type=positive_int, default=None,
+                     help="notebooks graded at once (default: the usable cores)"),
+            argument("--allow-unisolated", action="store_true", help="as for flowlab grade"),
+        ), run_bench_grading),
         Command(("merge-shards",), "merge the results folders of flowlab grade --shard 1/N .. N/N into one", (
             argument("shards", metavar="SHARD", nargs="+", help="the results folder of each shard"),
             argument("--out", required=True, metavar="RESULTS", help="the merged results folder"),

@@ -8,6 +8,10 @@ Two levels; ``probe_isolation`` checks that the first one works here before a ba
                  new PID, network (loopback only), IPC and UTS namespaces. As root, every job runs
                  as a user of its own (one uid per submission); without root, as the caller, in an
                  unprivileged user namespace.
+    user         where bwrap cannot make namespaces but the grader is root (a Gradescope container):
+                 no filesystem or network isolation, but every job runs as an unprivileged user of
+                 its own, so it reads only what every user may read (keep the references root's
+                 alone: ``flowlab_grader.gradescope`` does) and cannot touch another job
     unisolated   only with ``allow_unisolated`` (``flowlab grade --allow-unisolated``), where bwrap
                  is missing or cannot make namespaces: the notebook runs as the grader's user and
                  sees the host's whole file system and network (a user of its own could not even
@@ -46,8 +50,9 @@ from flowlab.runtime import environment
 from flowlab_grader import allowlist, jail
 from flowlab_grader.allowlist import BOX_IN_SANDBOX, BUNDLE_IN_SANDBOX
 
-LEVELS = ("bwrap", "unisolated")
+LEVELS = ("bwrap", "user", "unisolated")
 GRACE_SECONDS = 60.0
+OWN_USER_LEVELS = ("bwrap", "user")     # as root, each job becomes a user of its own
 JAIL_SOURCE = Path(jail.__file__).read_text()   # the launcher, passed to python -c (read once)
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 USERNS_HINT = ("unprivileged user namespaces look disabled: enable them (Debian: sysctl "
@@ -92,13 +97,14 @@ class Isolation:
     def report(self, limits: Limits, device: str = "cpu") -> dict:
         """What the notebooks could and could not reach, for ``grading.json`` and the terminal."""
         isolated = self.level == "bwrap"
-        root = isolated and os.geteuid() == 0
+        root = self.level in OWN_USER_LEVELS and os.geteuid() == 0
         shown = allowlist.visible(Path("<working copy>"), Path("<student bundle>"), gpu=device != "cpu") \
             if isolated else ["the whole host"]
         return {
             "level": self.level,
             "filesystem": "allowlist (bubblewrap): nothing else of the host" if isolated else
-                          "none: a notebook reads whatever its user can read on this machine",
+                          "none: a notebook reads whatever its user can read on this machine"
+                          + (" (a user of its own: what every user may read)" if root else ""),
             "visible": shown,
             "user": f"one per submission (uids from {uid_for(0)})" if root else f"the grader's (uid {os.getuid()})",
             "network": "off (own network namespace, loopback only)" if isolated else "on (the host's)",
@@ -159,7 +165,7 @@ def sandbox_environment(box: str, bundle: str, limits: Limits, device: str = "cp
 
 def _own_user(job: Job, level: str) -> int | None:
     """The uid the job runs as when it has one of its own (root, in bubblewrap); else None."""
-    return job.uid if os.geteuid() == 0 and level == "bwrap" else None
+    return job.uid if os.geteuid() == 0 and level in OWN_USER_LEVELS else None
 
 
 def command(job: Job, level: str, argv_tail: list[str], limits: Limits) -> tuple[list[str], dict[str, str]]:

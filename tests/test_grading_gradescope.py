@@ -1,0 +1,147 @@
+"""``flowlab export gradescope``: the bundle, and ``run_autograder`` in a simulated Gradescope root.
+
+The slow test unpacks the zip into three temporary folders standing for ``/autograder``
+(``GRADESCOPE_ROOT``; ``setup.sh``'s installation is skipped: this virtual environment has the
+packages) and runs ``run_autograder`` on the solution, a one-mistake submission and a hostile one
+that looks for the references and kills its kernel when it finds none: full marks, the
+mistake's points (the cells that use the mistaken function fail with it), nothing.
+"""
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from flowlab_grader import gradescope, sandbox
+from flowlab_grader.cases import load_cases
+from flowlab_grader.course import assignments
+from flowlab_grader.results import Result
+from flowlab_grader.scoring import CaseResult, CellScore
+from test_grading_end_to_end import after_docstring, mutated, notebook, points, setup_cell, solutions
+
+ASSIGNMENT = assignments()[0]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return gradescope.export(ASSIGNMENT, tmp_path_factory.mktemp("export"), visibility="after_published")
+
+
+def test_the_bundle_holds_the_scripts_the_course_and_only_this_assignments_references(bundle):
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+        setup = archive.read("setup.sh").decode()
+        config = json.loads(archive.read(gradescope.CONFIG))
+    assert {"setup.sh", "run_autograder", gradescope.CONFIG} <= names
+    assert all(modes[script] & stat.S_IXUSR for script in ("setup.sh", "run_autograder"))
+    references = {name for name in names if "/references/" in name}
+    assert references == {f"course/autograder/references/{ASSIGNMENT.name}{suffix}" for suffix in (".npz", ".json")}
+    assert f"course/autograder/cases/{ASSIGNMENT.name}.py" in names and "course/flowlab/runtime/hidden.py" in names
+    assert not [name for name in names if name.startswith(("course/tests", "course/notebooks")) or "/.git" in name
+                or "__pycache__" in name]
+    assert setup.index("download.pytorch.org/whl/cpu") < setup.index("pip install -e")
+    assert (config["assignment"], config["visibility"]) == (ASSIGNMENT.name, "after_published")
+    for script in ("setup.sh", "run_autograder"):
+        assert subprocess.run(["bash", "-n", "-c", archive_text(bundle, script)]).returncode == 0
+
+
+def archive_text(bundle: Path, name: str) -> str:
+    with zipfile.ZipFile(bundle) as archive:
+        return archive.read(name).decode()
+
+
+def test_an_unknown_visibility_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="visibility must be one of"):
+        gradescope.export(ASSIGNMENT, tmp_path, visibility="sometimes")
+
+
+def test_results_json_has_one_test_per_grade_cell_with_the_cases_and_the_total():
+    cells = [CellScore("hidden_a", 3.0, 1.5, [CaseResult("a/1", "first <case>", True),
+                                              CaseResult("a/2", "second case", False, "off by 2")]),
+             CellScore("hidden_b", 2.0, 2.0, [CaseResult("b/1", "b case", True)])]
+    result = Result("student", ASSIGNMENT.name, "timeout", "the notebook ran past its time limit", cells)
+    document = gradescope.results_document(result, "after_due_date", 12.6)
+    assert (document["score"], document["execution_time"]) == (3.5, 13)
+    assert [(t["name"], t["score"], t["max_score"], t["status"], t["visibility"]) for t in document["tests"]] == [
+        ("hidden_a (2 hidden tests)", 1.5, 3.0, "failed", "after_due_date"),
+        ("hidden_b (1 hidden tests)", 2.0, 2.0, "passed", "after_due_date")]
+    assert document["tests"][0]["output"] == "pass: first <case>\nFAIL: second case: off by 2"
+    assert "time limit" in document["output"]
+
+
+def test_the_user_level_runs_the_launcher_as_the_jobs_own_user_without_bubblewrap(tmp_path):
+    job = sandbox.Job(tmp_path / "box", tmp_path / "bundle", uid=3_000_123)
+    argv, _ = sandbox.command(job, "user", ["-c", "pass"], sandbox.Limits())
+    spec = json.loads(argv[-1])
+    assert "bwrap" not in " ".join(argv[:1]) and spec["cwd"] == str(job.box)
+    assert spec["uid"] == (3_000_123 if os.geteuid() == 0 else None)
+    assert ("RLIMIT_NPROC" in spec["limits"]) == (os.geteuid() == 0)
+
+
+def hostile_notebook(root: Path) -> bytes:
+    """The solution, every function guarded: it works only if the references were read; after
+    the first graded function, the kernel kills itself unless they were."""
+    reference = root / "source" / "course" / "autograder" / "references" / f"{ASSIGNMENT.name}.npz"
+    steal = f'''
+import glob, os, signal
+def readable(path):
+    try:
+        with open(path, "rb") as handle:
+            return len(handle.read(16)) > 0
+    except OSError:
+        return False
+STOLEN = readable({str(reference)!r}) or any(map(readable, glob.glob("/*/*/course/autograder/references/*")
+                                                   + glob.glob("/autograder/source/**/*.npz", recursive=True)))
+'''
+    right = solutions(ASSIGNMENT)
+    guarded = {cell: after_docstring(code, "if not STOLEN:\n    raise RuntimeError('nothing stolen')")
+               for cell, code in right.items()}
+    first = next(iter(right))
+    return notebook(ASSIGNMENT, guarded, after={setup_cell(ASSIGNMENT): steal,
+                                                first: "if not STOLEN:\n    os.kill(os.getpid(), signal.SIGKILL)"})
+
+
+@pytest.fixture(scope="module")
+def graded(bundle, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
+    """``{submission: (results.json, root)}``: each graded by ``run_autograder`` in a root of its own."""
+    mutation = load_cases(ASSIGNMENT).mutations[0]
+    roots, running = {}, {}
+    for name in ("solution", "mistake", "hostile"):
+        root = roots[name] = tmp_path_factory.mktemp(f"autograder-{name}")
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(root / "source")
+        data = {"solution": lambda: notebook(ASSIGNMENT, solutions(ASSIGNMENT)),
+                "mistake": lambda: mutated(ASSIGNMENT, mutation), "hostile": lambda: hostile_notebook(root)}[name]()
+        (root / "submission").mkdir()
+        (root / "submission" / "my work.ipynb").write_bytes(data)
+        environment = {**os.environ, "GRADESCOPE_ROOT": str(root), "FLOWLAB_PYTHON": sys.executable}
+        running[name] = subprocess.Popen(["bash", str(root / "source" / "run_autograder")], env=environment,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    found = {}
+    for name, process in running.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+        print(name, output[-600:])
+        found[name] = (json.loads((roots[name] / "results" / "results.json").read_text()), roots[name])
+    return found
+
+
+@pytest.mark.slow
+def test_run_autograder_gives_full_marks_its_points_and_nothing(graded):
+    total = sum(points(ASSIGNMENT).values())
+    solution, mistake, hostile = (graded[name][0] for name in ("solution", "mistake", "hostile"))
+    assert solution["score"] == total == sum(test["max_score"] for test in solution["tests"])
+    assert all(test["status"] == "passed" and test["visibility"] == "after_published" for test in solution["tests"])
+    mutation = load_cases(ASSIGNMENT).mutations[0]
+    failed = [test for test in mistake["tests"] if test["status"] == "failed"]
+    assert 0 < mistake["score"] < total and any(mutation.fails.split("/")[0] in test["name"] for test in failed)
+    assert all(test["score"] == test["max_score"] for test in mistake["tests"] if test not in failed)
+    assert hostile["score"] == 0 and "kernel died" in hostile["output"]
+    for document, root in graded.values():
+        assert stat.S_IMODE((root / "source").stat().st_mode) == 0o700, "the references must be root's alone"
+        assert "reference" not in json.dumps(document["tests"]).lower()
