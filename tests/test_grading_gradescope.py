@@ -145,3 +145,26 @@ def test_run_autograder_gives_full_marks_its_points_and_nothing(graded):
     for document, root in graded.values():
         assert stat.S_IMODE((root / "source").stat().st_mode) == 0o700, "the references must be root's alone"
         assert "reference" not in json.dumps(document["tests"]).lower()
+
+
+def test_the_submission_becomes_one_students_folder_of_its_notebooks(tmp_path):
+    submission = tmp_path / "submission"
+    (submission / "deep" / ".ipynb_checkpoints").mkdir(parents=True)
+    (submission / "01_flow_matching.ipynb").write_text("top")
+    (submission / "deep" / "01_flow_matching.ipynb").write_text("deeper, same name")
+    (submission / "deep" / "extra.ipynb").write_text("extra")
+    (submission / "deep" / ".ipynb_checkpoints" / "old-checkpoint.ipynb").write_text("old")
+    (submission / "notes.txt").write_text("not a notebook")
+    (submission / "link.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    folder = gradescope.student_folder(submission, tmp_path / "submitted")
+    copied = {path.name: path.read_text() for path in (folder / gradescope.STUDENT).iterdir()}
+    assert copied == {"01_flow_matching.ipynb": "top", "extra.ipynb": "extra"}
+
+
+def test_lock_leaves_the_folder_to_its_owner_alone(tmp_path):
+    (tmp_path / "source" / "references").mkdir(parents=True)
+    (tmp_path / "source" / "references" / "01.npz").write_text("secret")
+    os.chmod(tmp_path / "source" / "references" / "01.npz", 0o644)
+    gradescope.lock(tmp_path / "source")
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [tmp_path / "source", *(tmp_path / "source").rglob("*")]}
+    assert modes == {"source": 0o700, "references": 0o700, "01.npz": 0o600}
