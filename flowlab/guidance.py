@@ -11,6 +11,9 @@ Both return a new ``velocity(x, t)`` (``x: (B, ...)``, ``t: (B,)``) that any sam
   ``w`` gives the same result.
 * Classifier guidance (Dhariwal & Nichol 2021) adds ``w grad_x log p(y | x_t)`` to the score;
   through ``v = (x + (1 - t) score) / t`` that is ``v + w (1 - t)/t grad_x log p(y | x_t)``.
+  ``log_prob_grad_from_classifier`` takes that gradient from a noisy (time-conditioned) classifier;
+  ``log_prob_grad_through_x1_hat`` from a classifier of clean data applied to the denoised estimate
+  ``x1_hat = x + (1 - t) v(x, t)``, differentiated through the velocity model.
 """
 from __future__ import annotations
 
@@ -166,6 +169,38 @@ def log_prob_grad_from_classifier(classifier, y: torch.Tensor) -> LogProbGrad:
                                  f"{tuple(logits.shape)}")
             log_probs = torch.log_softmax(logits, dim=1)
             chosen = log_probs.gather(1, y.to(x.device)[:, None]).sum()
+            (grad,) = torch.autograd.grad(chosen, x_in)
+        return grad.detach()
+
+    return log_prob_grad
+
+
+def log_prob_grad_through_x1_hat(classifier, velocity: Velocity, y: torch.Tensor) -> LogProbGrad:
+    """``(x, t) -> grad_x log softmax(classifier(x1_hat(x, t), 1))[y]``, shape like ``x``, by autograd
+    through the velocity model, with the denoised estimate ``x1_hat(x, t) = x + (1 - t) v(x, t)``.
+
+    A classifier trained on clean data (``classifier(x, t)`` returning logits ``(B, C)``; it is
+    called at ``t = 1``, the time of clean data) reads ``x1_hat``, which looks like data at every
+    ``t``, instead of the noisy ``x_t``. The gradient flows through ``v``: each call costs a forward
+    and a backward pass of the velocity model as well as of the classifier. ``y``: int64 ``(B,)``.
+    Works under ``torch.no_grad()``; the result is detached. Per-sample gradients need a velocity
+    and a classifier that treat samples independently, as for ``log_prob_grad_from_classifier``.
+    """
+    _require_labels(y)
+    if not callable(classifier) or not callable(velocity):
+        raise TypeError("classifier and velocity must be callables (x, t) -> tensor")
+
+    def log_prob_grad(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _check_labels(y, x)
+        times = time_batch(t, x)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x1_hat = x_in + expand_time(1 - times, x) * velocity(x_in, times)
+            logits = classifier(x1_hat, torch.ones_like(times))
+            if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+                raise ValueError(f"classifier(x, t) must return logits of shape (B, C), got "
+                                 f"{tuple(logits.shape)}")
+            chosen = torch.log_softmax(logits, dim=1).gather(1, y.to(x.device)[:, None]).sum()
             (grad,) = torch.autograd.grad(chosen, x_in)
         return grad.detach()
 

@@ -11,6 +11,7 @@ from flowlab import paths
 from flowlab.data import GaussianMixture
 from flowlab.guidance import (cfg, cfg_velocity, classifier_free_guidance, classifier_guidance,
                               log_prob_grad_from_classifier)
+from flowlab.guidance import log_prob_grad_through_x1_hat
 from flowlab.schedules import uniform
 from flowlab.solvers import integrate
 
@@ -204,5 +205,68 @@ def test_null_label_is_read_from_the_model_or_required():
     (lambda: log_prob_grad_from_classifier(log_class_joint(RING), torch.zeros(4)), TypeError, "int64"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def _clean_classifier(gmm: GaussianMixture):
+    """The exact classifier of CLEAN points (the components at t = 1), whatever time it is given."""
+    exact = log_class_joint(gmm)
+    return lambda x, t: exact(x, 1.0)
+
+
+def test_gradient_through_x1_hat_matches_finite_differences_of_the_composition_under_no_grad():
+    x, t = _batch("cpu", n=6)
+    y = torch.tensor([0, 1, 2, 1, 0, 2])
+    classifier = _clean_classifier(UNEVEN)
+    with torch.no_grad():
+        grad = log_prob_grad_through_x1_hat(classifier, UNEVEN.velocity, y)(x, t)
+    assert not grad.requires_grad and grad.shape == x.shape
+
+    def log_prob(points):
+        x1_hat = points + (1 - t)[:, None] * UNEVEN.velocity(points, t)
+        return torch.log_softmax(classifier(x1_hat, 1.0), 1).gather(1, y[:, None])[:, 0]
+
+    step = 1e-6
+    for d in range(2):
+        shift = torch.zeros_like(x)
+        shift[:, d] = step
+        torch.testing.assert_close(grad[:, d], (log_prob(x + shift) - log_prob(x - shift)) / (2 * step),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("velocity, t_value", [(lambda x, t: torch.zeros_like(x), 0.3), (RING.velocity, 1.0)])
+def test_gradient_through_x1_hat_is_the_clean_gradient_at_x_when_x1_hat_is_x(velocity, t_value):
+    """With a zero velocity, or at t = 1, x1_hat = x: the clean classifier's own gradient at x."""
+    x, _ = _batch("cpu", n=8)
+    y = torch.arange(8) % 8
+    classifier = _clean_classifier(RING)
+    through = log_prob_grad_through_x1_hat(classifier, velocity, y)(x, t_value)
+    torch.testing.assert_close(through, log_prob_grad_from_classifier(classifier, y)(x, t_value))
+
+
+def test_clean_classifier_guides_the_ring_through_x1_hat_but_not_on_x_t():
+    """The clean ring classifier on x_t throws samples past the ring; read through x1_hat it steers them
+    onto component 0. Its log-probabilities are steep (components of sd 0.3), so the weight is small:
+    w = 0.1, t_min = 0.05, 20 Euler steps (measured: 100% and 36% of 200 samples within 1 of its mean)."""
+    noise = torch.randn(200, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.zeros(200, dtype=torch.int64)
+    classifier = _clean_classifier(RING)
+    on_target = {}
+    for name, gradient in [("x1_hat", log_prob_grad_through_x1_hat(classifier, RING.velocity, y)),
+                           ("x_t", log_prob_grad_from_classifier(classifier, y))]:
+        samples = integrate(classifier_guidance(RING.velocity, gradient, 0.1, 0.05), noise, uniform(20))
+        on_target[name] = ((samples - RING.means[0]).norm(dim=1) < 1.0).double().mean().item()
+    assert on_target["x1_hat"] > 0.9 > 0.5 > on_target["x_t"]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: log_prob_grad_through_x1_hat(log_class_joint(RING), RING.velocity, torch.zeros(4)), TypeError, "int64"),
+    (lambda: log_prob_grad_through_x1_hat(log_class_joint(RING), None, torch.zeros(4, dtype=torch.int64)),
+     TypeError, "velocity"),
+    (lambda: log_prob_grad_through_x1_hat(log_class_joint(RING), RING.velocity, torch.zeros(3, dtype=torch.int64))(
+        torch.zeros(4, 2, dtype=torch.float64), 0.5), ValueError, "y"),
+])
+def test_gradient_through_x1_hat_rejects_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
