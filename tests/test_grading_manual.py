@@ -23,9 +23,9 @@ from flowlab_grader import overwrite
 from flowlab_grader.answers import answer_points, autograded_points, instructor_text, is_answer_cell
 from flowlab_grader.course import Assignment, course_dir
 from flowlab_grader.grade import COLUMNS, PreparedAssignment, grade
-from flowlab_grader.gradebook import database_url
+from flowlab_grader.gradebook import GradedSubmission, Layout, database_url, write_scores
 from flowlab_grader.leaks import check_leaks
-from flowlab_grader.manual import merge, merged_row
+from flowlab_grader.manual import manual_scores, merge, merged_row
 from flowlab_grader.references import write_references
 from flowlab_grader.release import build_gradebook, student_bundle
 from flowlab_grader.sandbox import Limits, probe_isolation
@@ -268,3 +268,18 @@ def test_merged_row_adds_the_manual_scores_given_so_far(scores, expected):
 def test_an_assignment_without_written_answers_has_none_to_merge():
     row = merged_row({**ROW, "max_score": "2", "manual_max": "0", "manual_status": "none"}, {})
     assert (row["score"], row["manual_score"], row["manual_status"]) == ("2", "", "none")
+
+
+def test_the_gradebook_takes_answer_cells_added_after_a_submission_was_recorded(tmp_path):
+    """A notebook given written answers after a first grading: the same gradebook takes them, pending."""
+    path = tmp_path / "gradebook.db"
+    first = Layout(NAME, {"hidden_interpolate": 2.0})
+    write_scores(path, {NAME: first}, [GradedSubmission("ada", NAME, NAME, {"hidden_interpolate": 1.0})])
+    later = Layout(NAME, {"hidden_interpolate": 2.0}, {"answer_why": 3.0})
+    write_scores(path, {NAME: later}, [GradedSubmission("ada", NAME, NAME, {"hidden_interpolate": 2.0})])
+    with Gradebook(database_url(path)) as book:
+        answer = book.find_grade("answer_why", NAME, NAME, "ada")
+        assert (answer.needs_manual_grade, answer.max_score, book.find_grade("hidden_interpolate", NAME, NAME,
+                                                                            "ada").auto_score) == (True, 3.0, 2.0)
+        assert book.find_comment("answer_why", NAME, NAME, "ada") is not None, "the formgrader's comment box"
+    assert manual_scores(path) == {("ada", NAME): {"answer_why": None}}

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Comment, Grade, Gradebook, MissingEntry
 
 
 @dataclass
@@ -54,13 +54,28 @@ def register(gradebook: Gradebook, assignment: str, layout: Layout) -> None:
         gradebook.update_or_create_solution_cell(cell, layout.notebook, assignment)
 
 
+def _grade(gradebook: Gradebook, cell: str, entry: GradedSubmission, answer: bool) -> Grade:
+    """The submission's grade of ``cell``; made (with the comment of an answer cell) when the cell
+    is newer than the submission in this gradebook (nbgrader makes them only in ``add_submission``)."""
+    try:
+        return gradebook.find_grade(cell, entry.notebook, entry.assignment, entry.student)
+    except MissingEntry:
+        submitted = gradebook.find_submission_notebook(entry.notebook, entry.assignment, entry.student)
+        if answer:
+            gradebook.db.add(Comment(cell_id=gradebook.find_solution_cell(cell, entry.notebook, entry.assignment).id,
+                                     notebook=submitted))
+        grade = Grade(cell_id=gradebook.find_grade_cell(cell, entry.notebook, entry.assignment).id, notebook=submitted)
+        gradebook.db.add(grade)
+        return grade
+
+
 def _record(gradebook: Gradebook, entry: GradedSubmission, answers: dict[str, float]) -> None:
     """The automatic scores of one submission; its answers pending unless a person graded them."""
     for cell, score in entry.scores.items():
-        grade = gradebook.find_grade(cell, entry.notebook, entry.assignment, entry.student)
+        grade = _grade(gradebook, cell, entry, answer=False)
         grade.auto_score, grade.manual_score, grade.needs_manual_grade = float(score), None, False
     for cell in answers:
-        grade = gradebook.find_grade(cell, entry.notebook, entry.assignment, entry.student)
+        grade = _grade(gradebook, cell, entry, answer=True)
         grade.auto_score = None
         grade.needs_manual_grade = grade.manual_score is None
 
