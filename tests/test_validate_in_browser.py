@@ -9,6 +9,9 @@ notebook toolbar and reads the dialog. Nothing is set for the test: nbgrader's V
 ``NBGRADER_EXECUTION``, which ``grading_mode()`` honours, so the notebook's slow exploration is
 skipped as in grading; the public tests and grade cells run as they do for a student. The notebooks find the public
 test data through the installed flowlab. Screenshots are left in pytest's ``tmp_path``.
+
+One more notebook, made by the test, loads MNIST in a kernel without network: the student sees one
+quiet line about the bundled subset and nothing on stderr (which JupyterLab paints pink).
 """
 from __future__ import annotations
 
@@ -199,3 +202,33 @@ def test_a_plain_jupyter_lab_has_the_instructor_tools(browser, tmp_path):
         page.close()
     finally:
         stop(server)
+
+
+def test_an_offline_mnist_cell_shows_no_error_output(browser, student_lab, tmp_path):
+    """Offline, loading MNIST falls back to the bundled subset with one quiet line: nothing on stderr,
+    which JupyterLab paints pink and a student reads as a failure. The first cell makes the kernel
+    offline (an empty data folder, a mirror on a closed port) as a laptop without network is."""
+    import json
+
+    import nbformat
+
+    url, token = student_lab
+    closed = free_port()   # nothing listens there
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"import os\nos.environ['FLOWLAB_DATA'] = {str(tmp_path / 'empty')!r}\n"
+                                  f"os.environ['FLOWLAB_MNIST_MIRROR'] = 'http://127.0.0.1:{closed}/mnist/'"),
+        nbformat.v4.new_code_cell("from flowlab import mnist\ntest = mnist.load('test')\nprint(len(test), 'digits')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    saved = browser.request.put(f"{url}/api/contents/offline.ipynb?token={token}",
+                                data={"type": "notebook", "content": json.loads(nbformat.writes(notebook))})
+    assert saved.ok, saved.text()
+    page = open_notebook(browser, student_lab, "offline.ipynb")
+    page.get_by_text("Python 3 (ipykernel)").first.wait_for(timeout=60_000)   # the kernel is chosen: no dialog
+    page.locator(".lm-MenuBar-item:has-text('Run')").click()
+    page.locator(".lm-Menu-item:has-text('Run All Cells')").first.click()
+    page.get_by_text("1000 digits").wait_for(timeout=VALIDATE_MS)   # a kernel start on a busy machine
+    page.screenshot(path=str(tmp_path / "offline-mnist.png"))
+    outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+    assert any("using the bundled subset" in text for text in outputs), outputs
+    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0, outputs
+    page.close()
