@@ -11,7 +11,8 @@ undoes the spreading of the noise ``g dW`` (Fokker-Planck). Here ``g^2 = eta * 2
 
 Two samplers:
 
-* ``sample_sde``: Euler-Maruyama on that SDE.
+* ``sample_sde``: Euler-Maruyama on that SDE (``sample_em``: the same with the noise drawn from a
+  generator in float32, the loop notebook 03's students write).
 * ``sample_churn``: EDM's "churn" (Karras et al. 2022, Algorithm 2) in flow time: before each ODE
   step, go back to a noisier time ``t_hat < t`` by adding fresh noise (and shrinking the signal),
   then take a deterministic step from ``t_hat`` to ``t_next``.
@@ -24,6 +25,8 @@ same samples on CPU and GPU (up to float round-off).
 
 The public one-step functions (``euler_maruyama_step``, ``churn_step``) check their arguments at
 every call; the samplers check theirs once, before their loops (see ``flowlab.sampling``).
+``sample_churn`` calls ``churn_step`` itself, whose checks read floats and shapes only (no wait for
+the device), so that its formula exists once, in the function notebook 03 grades.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ import torch
 
 from flowlab.sampling import LoopVelocity, Velocity, start, velocity_at
 from flowlab.steps import STEPS
-from flowlab.validate import require_choice, require_interval, require_nonnegative, require_same_shape
+from flowlab.validate import (increasing_grid, require_batch, require_choice, require_interval, require_nonnegative,
+                              require_same_shape)
 
 FORWARD_ONLY = "stochastic samplers do not run backwards"
 
@@ -111,12 +115,23 @@ def sample_sde(velocity: Velocity, x: torch.Tensor, ts, *, eta: float = 1.0,
     return run.finish(x)
 
 
-def _churn(x: torch.Tensor, t: float, gamma: float, noise: torch.Tensor):
-    """The update of ``churn_step``, unchecked."""
-    sigma = (1 - t) / t
-    t_hat = 1 / (1 + sigma * (1 + gamma))
-    added_std = math.sqrt(max((1 - t_hat) ** 2 - (t_hat * sigma) ** 2, 0.0))
-    return (t_hat / t) * x + added_std * noise.to(x), t_hat
+def sample_em(velocity: Velocity, x: torch.Tensor, ts, eta: float, generator: torch.Generator) -> torch.Tensor:
+    """Euler-Maruyama from ``ts[0]`` to ``ts[-1]``, one fresh noise draw a step from ``generator``.
+
+    ``velocity(x, t)`` with ``x: (B, ...)`` and ``t: (B,)``; ``x``: the state at ``ts[0]``;
+    ``ts``: an increasing grid (tensor or sequence); ``eta >= 0``; ``generator``: a CPU generator.
+    Step ``i`` uses ``torch.randn(x.shape, generator=generator)`` drawn in float32 on the CPU
+    (whatever ``x``'s dtype and device, so that a seed means the same samples everywhere), then
+    converted to ``x``; a draw is made for every step, also one from t = 0 that ignores it. So a
+    run over ``ts`` equals runs over ``ts[:k + 1]`` then ``ts[k:]`` with the same generator.
+    Returns the state at ``ts[-1]``, shaped like ``x``.
+    """
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    steps = len(increasing_grid(ts, FORWARD_ONLY)) - 1
+    require_batch("x", x)
+    noise = torch.stack([torch.randn(x.shape, generator=generator) for _ in range(steps)]).to(x)
+    return sample_sde(velocity, x, ts, eta=eta, noise=noise)
 
 
 def churn_step(x: torch.Tensor, t: float, gamma: float, noise: torch.Tensor):
@@ -142,7 +157,10 @@ def churn_step(x: torch.Tensor, t: float, gamma: float, noise: torch.Tensor):
     if not 0 < t < 1:
         raise ValueError(f"churn_step needs 0 < t < 1 (sigma = (1 - t)/t is infinite at t = 0 and "
                          f"zero at t = 1), got t = {t}")
-    return _churn(x, t, gamma, noise)
+    sigma = (1 - t) / t
+    t_hat = 1 / (1 + sigma * (1 + gamma))
+    added_std = math.sqrt(max((1 - t_hat) ** 2 - (t_hat * sigma) ** 2, 0.0))
+    return (t_hat / t) * x + added_std * noise.to(x), t_hat
 
 
 def sample_churn(velocity: Velocity, x: torch.Tensor, ts, *, gamma: float = 0.1, method: str = "heun",
@@ -169,7 +187,7 @@ def sample_churn(velocity: Velocity, x: torch.Tensor, ts, *, gamma: float = 0.1,
         if gamma > 0:
             step_noise = run.noise_of(i, x)     # drawn at every step: noise[i] feeds step i, as in sample_sde
             if low <= t <= high and 0 < t < 1:
-                x, t_start = _churn(x, t, gamma, step_noise)
+                x, t_start = churn_step(x, t, gamma, step_noise)
         x = step(run.velocity_of(i), x, t_start, t_next)
         run.record(i, t, t_next, x)
     return run.finish(x)

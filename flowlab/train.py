@@ -1,4 +1,5 @@
-"""Flow-matching training: the loss, label dropout, an EMA of the weights and the training loop.
+"""Flow-matching training: the loss, label dropout (and the CFG loss built on both), an EMA of the weights
+and the training loop.
 
 Conventions (docs/DESIGN.md): t = 0 is noise ``x0 ~ N(0, I)``, t = 1 is data ``x1``, the path is
 ``x_t = (1 - t) x0 + t x1`` and the regression target is the conditional velocity ``x1 - x0``:
@@ -104,6 +105,26 @@ def label_dropout(y: torch.Tensor, p: float, null_label: int,
     device = generator.device if generator is not None else y.device
     drop = (torch.rand(y.shape, generator=generator, device=device) < p).to(y.device)
     return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def cfg_loss(model: Callable, x1: torch.Tensor, y: torch.Tensor, p: float, null_label: int,
+             generator: torch.Generator) -> torch.Tensor:
+    """The flow-matching loss of a classifier-free-guidance training step, a 0-d tensor.
+
+    The labels ``y`` ``(B,)`` go through ``label_dropout(y, p, null_label, generator)``; then, from
+    the same CPU ``generator``, in this order and in float32 (whatever ``x1``'s dtype and device):
+    the noise ``x0 = torch.randn(x1.shape)`` and the times ``t = torch.rand(B)``, converted to ``x1``.
+    Returns ``flow_matching_loss(model, x1, x0, t, y=dropped labels)``: one model call, on the
+    batch ``x1`` ``(B, ...)``. Backpropagate it and step an optimiser, and the model learns the
+    conditional and the unconditional velocity at once.
+    """
+    require_batch("x1", x1)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    dropped = label_dropout(y, p, null_label, generator)
+    x0 = torch.randn(x1.shape, generator=generator).to(x1)
+    t = torch.rand(x1.shape[0], generator=generator).to(x1)
+    return flow_matching_loss(model, x1, x0=x0, t=t, y=dropped.to(x1.device))
 
 
 class EMA:

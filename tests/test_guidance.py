@@ -9,7 +9,7 @@ import torch
 
 from flowlab import paths
 from flowlab.data import GaussianMixture
-from flowlab.guidance import (cfg, cfg_velocity, classifier_free_guidance, classifier_guidance,
+from flowlab.guidance import (cfg, cfg_velocity, classifier_free_guidance, classifier_guidance, guided_velocity, sample_cfg,
                               log_prob_grad_from_classifier)
 from flowlab.guidance import log_prob_grad_through_x1_hat
 from flowlab.schedules import uniform
@@ -205,6 +205,38 @@ def test_null_label_is_read_from_the_model_or_required():
     (lambda: log_prob_grad_from_classifier(log_class_joint(RING), torch.zeros(4)), TypeError, "int64"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_guided_velocity_is_cfg_from_one_call_on_a_doubled_batch(device):
+    x, t = _batch(device, n=16)
+    y = torch.arange(16, device=device) % RING.means.shape[0]
+    model = MixtureClassModel(RING)
+    sizes = []
+    counting = lambda x, t, y: sizes.append(x.shape[0]) or model(x, t, y)
+    got = guided_velocity(counting, x, t, y, 2.5, model.null_label)
+    torch.testing.assert_close(got, classifier_free_guidance(model, y, 2.5)(x, t))
+    assert sizes == [32]
+
+
+def test_sample_cfg_is_euler_on_the_guided_velocity(device):
+    x0, _ = _batch(device, n=16)
+    y = torch.zeros(16, dtype=torch.int64, device=device)
+    model = MixtureClassModel(RING)
+    expected = integrate(classifier_free_guidance(model, y, 3.0), x0, uniform(10), "euler")
+    torch.testing.assert_close(sample_cfg(model, x0, y, 3.0, 10, model.null_label), expected)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: guided_velocity(MixtureClassModel(RING), torch.zeros(4, 2), torch.zeros(3), torch.zeros(4, dtype=torch.int64),
+                             2.0, 8), ValueError, "t must"),
+    (lambda: guided_velocity(MixtureClassModel(RING), torch.zeros(4, 2), torch.zeros(4), torch.zeros(4, dtype=torch.int64),
+                             2.0, 8.0), TypeError, "null_label"),
+    (lambda: sample_cfg(MixtureClassModel(RING), torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64), 2.0, 0, 8),
+     ValueError, "steps"),
+])
+def test_guided_sampling_rejects_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
 

@@ -1,7 +1,8 @@
 """Every solution notebook runs top to bottom in a real kernel against its student release.
 
 Grading mode (``tests/test_grading_end_to_end.py``) skips the exploration; this runs all of it:
-training cells at their default length, plots, widgets. It uses the library a student of that
+plots, widgets, and training cells (in quick mode, ``FLOWLAB_QUICK=1``: a cell that trains for a
+minute, as in notebook 04, takes a few steps). It uses the library a student of that
 notebook has (functions graded in this notebook and later ones stubbed), so a notebook whose
 experiments call a function the student has not written yet fails here. The time of each run is
 measured by ``flowlab rehearse`` (a table in the README), not asserted.
@@ -19,7 +20,8 @@ ASSIGNMENTS = assignments()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
-def test_solution_runs_top_to_bottom_against_the_student_release(assignment):
+def test_solution_runs_top_to_bottom_against_the_student_release(assignment, monkeypatch):
+    monkeypatch.setenv("FLOWLAB_QUICK", "1")      # training cells take a few steps (flowlab.runtime.quick_mode)
     result = rehearse(assignment, grading=False)
     print(table([result]))
     assert result.ok, f"{assignment.name}: {result.status}; cell errors: {result.errors}"

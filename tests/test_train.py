@@ -9,7 +9,7 @@ from flowlab.data import GaussianMixture, toy
 from flowlab.metrics import sliced_wasserstein
 from flowlab.models import MLP
 from flowlab.solvers import integrate
-from flowlab.train import EMA, Batch, flow_matching_loss, label_dropout, sgd_step, train, train_toy
+from flowlab.train import EMA, Batch, cfg_loss, flow_matching_loss, label_dropout, sgd_step, train, train_toy
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -219,3 +219,17 @@ def test_sgd_steps_lower_the_loss_on_a_fixed_batch():
 def test_sgd_step_rejects_a_bad_learning_rate(lr):
     with pytest.raises(ValueError, match="lr"):
         sgd_step(small_model("cpu"), torch.zeros(4, 2), lr)
+
+
+def test_cfg_loss_drops_labels_then_draws_x0_then_t_in_float32():
+    model = MLP(hidden=8, depth=1, num_classes=3)
+    x1, y = torch.randn(32, 2, generator=generator(5)), torch.randint(0, 3, (32,), generator=generator(6))
+    replay = generator(7)
+    dropped = label_dropout(y, 0.5, 3, replay)
+    x0, t = torch.randn(x1.shape, generator=replay), torch.rand(32, generator=replay)
+    expected = flow_matching_loss(model, x1, x0=x0, t=t, y=dropped)
+    torch.testing.assert_close(cfg_loss(model, x1, y, 0.5, 3, generator(7)), expected)
+    in_float64 = cfg_loss(model.double(), x1.double(), y, 0.5, 3, generator(7))
+    torch.testing.assert_close(in_float64.float(), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="generator"):
+        cfg_loss(model, x1, y, 0.5, 3, 7)

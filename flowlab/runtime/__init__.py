@@ -18,9 +18,9 @@ package ``flowlab_grader``) drives it from outside and is never imported from he
 
 Importing this package is cheap (no torch).
 """
-from flowlab.runtime.environment import grading_mode
+from flowlab.runtime.environment import grading_mode, quick_mode
 
-__all__ = ["grading_mode", "record"]
+__all__ = ["grading_mode", "quick_mode", "record"]
 
 
 def __getattr__(name: str):
