@@ -304,3 +304,12 @@ def test_nbgraders_formgrader_lists_the_answer_and_renders_it_for_grading(graded
         "assignment_id": NAME, "notebook_id": NAME, "submission_id": submission["id"], "index": 0, "total": 1,
         "base_url": "", "student": "ada", "last_name": None, "first_name": None, "notebook_path": ""})
     assert WRITTEN in page and 'id="answer_why"' in page, "the answer is shown in a cell the formgrader can grade"
+
+
+def test_merge_manual_explains_a_folder_that_is_no_results_folder(tmp_path, capsys):
+    assert cli.main(["merge-manual", str(tmp_path)]) == 2
+    assert "grades.csv is missing" in capsys.readouterr().err
+    (tmp_path / "grades.csv").write_text("student,assignment,score,max_score,status,reason\nada,01_a,1,2,graded,\n")
+    write_scores(tmp_path / "gradebook.db", {}, [])
+    assert cli.main(["merge-manual", str(tmp_path)]) == 2
+    assert "lacks the columns ['auto_score'" in capsys.readouterr().err, "a grades.csv of an older flowlab grade"

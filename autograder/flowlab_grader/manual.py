@@ -52,8 +52,8 @@ def manual_scores(gradebook: Path) -> dict[tuple[str, str], dict[str, float | No
     return found
 
 
-def _number(text: str) -> str:
-    return f"{round(float(text), 3):g}"
+def _number(value: float) -> str:
+    return f"{round(value, 3):g}"
 
 
 def merged_row(row: dict[str, str], scores: dict[str, float | None]) -> dict[str, str]:
@@ -66,8 +66,8 @@ def merged_row(row: dict[str, str], scores: dict[str, float | None]) -> dict[str
     else:
         status = "partial" if given else "pending"
     manual = round(sum(given), 3)
-    return {**row, "score": _number(str(float(row["auto_score"]) + manual)),
-            "manual_score": _number(str(manual)) if given else "", "manual_status": status}
+    return {**row, "score": _number(float(row["auto_score"]) + manual),
+            "manual_score": _number(manual) if given else "", "manual_status": status}
 
 
 def read_grades(path: Path) -> list[dict[str, str]]:
@@ -100,7 +100,9 @@ def merge(results: Path, out: Path | None = None) -> list[dict[str, str]]:
 
 def summary(rows: list[dict[str, str]]) -> str:
     """One line: how many submissions are in each manual status."""
+    if not rows:
+        return "no submissions"
     counts = {status: sum(row["manual_status"] == status for row in rows) for status in STATUSES}
     return f"{len(rows)} submissions; written answers: " + ", ".join(
-        f"{count} {status}" for status, count in counts.items() if count) if rows else "no submissions"
+        f"{count} {status}" for status, count in counts.items() if count)
 
