@@ -131,3 +131,11 @@ def test_every_grade_cell_ends_with_its_functions_verdict_in_source_and_release(
         after_hidden = source.source.split("### END HIDDEN TESTS\n")[1]
         assert after_hidden.startswith(verdict), f"{assignment.name}: {source.source}"
         assert verdict in student.source and "hidden.run" not in student.source
+
+
+@pytest.mark.parametrize("assignment", assignments(), ids=lambda assignment: assignment.name)
+def test_public_references_hold_no_wrong_answers(assignment):
+    """What students have cannot name a mistake: no wrong answers' outputs, no hints."""
+    public = ReferenceSet.load(assignment.public_file)
+    assert not [key for key in public.arrays if "|wrong:" in key]
+    assert all(not public.case(key)["wrong"] for key in public.keys())
