@@ -24,6 +24,7 @@ from nbgrader.server_extensions.formgrader import handlers as formgrader_handler
 
 from flowlab import cli
 from flowlab_grader import overwrite
+from flowlab_grader.commands import written_answers_line
 from flowlab_grader.answers import answer_points, autograded_points, instructor_text, is_answer_cell
 from flowlab_grader.course import Assignment, course_dir
 from flowlab_grader.grade import COLUMNS, PreparedAssignment, grade
@@ -32,6 +33,7 @@ from flowlab_grader.leaks import check_leaks
 from flowlab_grader.manual import manual_scores, merge, merged_row
 from flowlab_grader.references import write_references
 from flowlab_grader.release import build_gradebook, student_bundle
+from flowlab_grader.results import Result
 from flowlab_grader.sandbox import Limits, probe_isolation
 
 NAME = "01_small"
@@ -313,3 +315,10 @@ def test_merge_manual_explains_a_folder_that_is_no_results_folder(tmp_path, caps
     write_scores(tmp_path / "gradebook.db", {}, [])
     assert cli.main(["merge-manual", str(tmp_path)]) == 2
     assert "lacks the columns ['auto_score'" in capsys.readouterr().err, "a grades.csv of an older flowlab grade"
+
+
+def test_flowlab_grade_says_what_is_left_for_people(tmp_path):
+    pending = Result("ada", NAME, "graded", manual={"answer_why": 3.0, "answer_ratio": 2.0})
+    line = written_answers_line([pending, Result("bo", "02_b", "graded")], tmp_path)
+    assert "written answers of 1 submissions (5 points)" in line and f"flowlab merge-manual {tmp_path}" in line
+    assert written_answers_line([Result("bo", "02_b", "graded")], tmp_path) == ""

@@ -77,6 +77,7 @@ def run_grade(args: argparse.Namespace) -> int:
           + (f" ({summary['batch']['ran']} run, {kept} kept from an earlier run)" if kept else "") + ": "
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
+    print(written_answers_line(results, Path(args.out)), end="")
     if args.shard:
         print(f"shard {args.shard} of the batch; once every shard is done: flowlab merge-shards SHARD_FOLDERS... "
               f"--out RESULTS")
@@ -118,7 +119,18 @@ def run_merge_shards(args: argparse.Namespace) -> int:
     print(f"merged {len(args.shards)} shards: {len(results)} submissions ("
           + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) + ")")
     print(f"wrote {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'gradebook.db'} and {Path(args.out) / 'feedback'}/")
+    print(written_answers_line(results, Path(args.out)), end="")
     return 0
+
+
+def written_answers_line(results: list, out: Path) -> str:
+    """What is left for people (a line, or ``""``): the written answers wait in the gradebook."""
+    pending = [result for result in results if result.manual]
+    if not pending:
+        return ""
+    return (f"written answers of {len(pending)} submissions ({sum(result.manual_max for result in pending):g} points) "
+            f"wait for people: grade them in {out / 'gradebook.db'} (nbgrader's formgrader or Gradebook API), then "
+            f"run flowlab merge-manual {out}\n")
 
 
 def isolation_lines(report: dict) -> str:
