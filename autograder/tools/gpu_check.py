@@ -2,6 +2,7 @@
 
     python autograder/tools/gpu_check.py submissions DIR [--copies N]
     python autograder/tools/gpu_check.py data-limits GiB [GiB ...]
+    python autograder/tools/gpu_check.py isolation [--device cuda|cpu]
     python autograder/tools/gpu_check.py verdict CUDA_RESULTS CPU_RESULTS CUDA_MISTAKES CPU_MISTAKES
 
 ``submissions`` writes two folders in nbgrader's ``submitted/`` layout:
@@ -13,6 +14,8 @@
                    numpy_time  interpolate takes t through .numpy()
 
 ``data-limits`` tells, for each data limit, whether CUDA starts in a sandboxed job under it.
+``isolation`` prints ``bwrap`` when bubblewrap sandboxes a job here and the device computes in it, else
+``unisolated`` and why (then the script grades with ``--allow-unisolated``, bwrap out of its PATH).
 ``verdict`` prints what the two runs show and exits 1 when a check fails: on the GPU the
 solutions get full marks and the releases zero, the clean grades.csv is byte-identical on both
 devices, and each mistake gets full marks on the CPU and loses points on the GPU with a GPU hint.
@@ -94,6 +97,18 @@ def data_limits(gib: list[float]) -> None:
             print(f"RLIMIT_DATA {value:g} GiB ({level}): " + ("CUDA starts" if problem is None else f"FAILS: {problem}"))
 
 
+def isolation(device: str) -> None:
+    from flowlab_grader import sandbox
+
+    with tempfile.TemporaryDirectory(prefix="flowlab-gpu-check-") as scratch:
+        work = Path(scratch)
+        problem = sandbox.bwrap_problem(work, sandbox.Limits())
+        if problem is None and device != "cpu":
+            problem = sandbox.device_problem(work, "bwrap", sandbox.Limits(), device)
+            problem = None if problem is None else f"{device} does not compute in bwrap: {problem}"
+    print("bwrap" if problem is None else f"unisolated {problem}")
+
+
 def _rows(results: Path) -> dict[tuple[str, str], dict]:
     with open(results / "grades.csv", newline="") as handle:
         return {(row["student"], row["assignment"]): row for row in csv.DictReader(handle)}
@@ -107,6 +122,10 @@ def _case_messages(results: Path, student: str, assignment: str) -> list[str]:
 def verdict(cuda: Path, cpu: Path, cuda_mistakes: Path, cpu_mistakes: Path) -> int:
     from flowlab.runtime import compare
 
+    missing = [str(folder) for folder in (cuda, cpu, cuda_mistakes, cpu_mistakes) if not (folder / "grades.csv").is_file()]
+    if missing:
+        print(f"VERDICT: FAILED: no grades.csv in {', '.join(missing)} (a batch failed or was skipped: see the log)")
+        return 1
     failures = []
     for (student, assignment), row in sorted(_rows(cuda).items()):
         full = row["status"] == "graded" and float(row["score"]) == float(row["max_score"]) > 0
@@ -144,6 +163,7 @@ def main(argv: list[str]) -> int:
     made.add_argument("--copies", type=int, default=1)
     limits = commands.add_parser("data-limits")
     limits.add_argument("gib", type=float, nargs="+")
+    commands.add_parser("isolation").add_argument("--device", default="cuda")
     judged = commands.add_parser("verdict")
     for name in ("cuda", "cpu", "cuda_mistakes", "cpu_mistakes"):
         judged.add_argument(name, type=Path)
@@ -153,6 +173,9 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "data-limits":
         data_limits(args.gib)
+        return 0
+    if args.command == "isolation":
+        isolation(args.device)
         return 0
     return verdict(args.cuda, args.cpu, args.cuda_mistakes, args.cpu_mistakes)
 
