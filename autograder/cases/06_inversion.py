@@ -1,4 +1,5 @@
-"""Test cases of notebook 06 (ODE inversion, data -> noise): ``invert``.
+"""Test cases of notebook 06 (ODE inversion, data -> noise): ``invert``, ``invert_fixed_point`` and
+``round_trip``.
 
 Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
 arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
@@ -6,16 +7,20 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 Every case passes an ``AffineVelocity`` (v = scale x + t shift, elementwise), so the answer depends
 on the times at which the velocity is evaluated, and ``ts`` is the increasing sampling grid as a
 float64 tensor (uniform, SD3-shifted or Karras-like, as ``flowlab.schedules`` makes them).
+``invert_fixed_point`` cases use few, long steps and a steep velocity (``h`` times the velocity's
+slope near 1/2), so that every fixed-point iteration still moves the result far beyond the tolerance.
 """
 import torch
 
 from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
 from flowlab.runtime.compare import AllClose
-from flowlab.runtime.fixtures import AffineVelocity
-from flowlab.solvers import euler_step, heun_step
+from flowlab.runtime.fixtures import AffineVelocity, TanhVelocity
+from flowlab.solvers import euler_step, heun_step, integrate
 
 ASSIGNMENT = "06_inversion"
 INVERT_CELL = "hidden_tests_invert"
+FIXED_POINT_CELL = "hidden_tests_invert_fixed_point"
+ROUND_TRIP_CELL = "hidden_tests_round_trip"
 STEPS = {"euler": euler_step, "heun": heun_step}
 
 
@@ -68,6 +73,78 @@ def invert_velocity_at_t_next(velocity, x1, ts, method="euler"):
     return x
 
 
+def _refined(velocity, x1, ts, iterations, first_guess, correct):
+    """The fixed-point loop with a pluggable first guess ``first_guess(x_next, t, t_next)`` and
+    correction ``correct(x, x_next, t, t_next) -> new x``."""
+    times = torch.as_tensor(ts).tolist()
+    x_next = x1
+    for t, t_next in reversed(list(zip(times[:-1], times[1:]))):
+        x = first_guess(x_next, t, t_next)
+        for _ in range(iterations):
+            x = correct(x, x_next, t, t_next)
+        x_next = x
+    return x_next
+
+
+def _euler_back(velocity):
+    return lambda x_next, t, t_next: euler_step(velocity, x_next, t_next, t)
+
+
+def fixed_point_velocity_at_t_next(velocity, x1, ts, iterations=3):
+    """Evaluates the velocity at the time the step starts from, t_next, instead of t."""
+    return _refined(velocity, x1, ts, iterations, _euler_back(velocity),
+                    lambda x, x_next, t, t_next: x_next - (t_next - t) * velocity(x, t_next))
+
+
+def fixed_point_from_current_guess(velocity, x1, ts, iterations=3):
+    """Corrects the current guess instead of solving from x_next: x <- x - h v(x, t)."""
+    return _refined(velocity, x1, ts, iterations, _euler_back(velocity),
+                    lambda x, x_next, t, t_next: x - (t_next - t) * velocity(x, t))
+
+
+def fixed_point_wrong_sign(velocity, x1, ts, iterations=3):
+    """x <- x_next + h v(x, t): the forward step's velocity added instead of subtracted."""
+    return _refined(velocity, x1, ts, iterations, _euler_back(velocity),
+                    lambda x, x_next, t, t_next: x_next + (t_next - t) * velocity(x, t))
+
+
+def fixed_point_starts_at_x_next(velocity, x1, ts, iterations=3):
+    """Starts the iteration at x_next itself instead of at the plain backward Euler step."""
+    return _refined(velocity, x1, ts, iterations, lambda x_next, t, t_next: x_next,
+                    lambda x, x_next, t, t_next: x_next - (t_next - t) * velocity(x, t))
+
+
+def fixed_point_ignores_iterations(velocity, x1, ts, iterations=3):
+    """The plain backward Euler steps, whatever ``iterations`` says."""
+    return _run(euler_step, velocity, x1, torch.as_tensor(ts).flip(0).tolist())
+
+
+def _rms_round_trip(velocity, x1, ts, method, error_of, regenerate_method=None):
+    x0_hat = _run(STEPS[method], velocity, x1, torch.as_tensor(ts).flip(0).tolist())
+    x1_back = _run(STEPS[regenerate_method or method], velocity, x0_hat, torch.as_tensor(ts).tolist())
+    return x0_hat, x1_back, error_of((x1_back - x1).flatten(1))
+
+
+def round_trip_norm(velocity, x1, ts, method="euler"):
+    """The per-sample Euclidean norm, not divided by sqrt(dim): not in the units of one entry."""
+    return _rms_round_trip(velocity, x1, ts, method, lambda d: d.norm(dim=1))
+
+
+def round_trip_mean_square(velocity, x1, ts, method="euler"):
+    """The mean square per sample, without the square root."""
+    return _rms_round_trip(velocity, x1, ts, method, lambda d: d.pow(2).mean(dim=1))
+
+
+def round_trip_mean_abs(velocity, x1, ts, method="euler"):
+    """The mean absolute difference per sample instead of the root mean square."""
+    return _rms_round_trip(velocity, x1, ts, method, lambda d: d.abs().mean(dim=1))
+
+
+def round_trip_regenerates_with_euler(velocity, x1, ts, method="euler"):
+    """Inverts with ``method`` but samples back with Euler whatever ``method`` is."""
+    return _rms_round_trip(velocity, x1, ts, method, lambda d: d.pow(2).mean(dim=1).sqrt(), "euler")
+
+
 # ---- inputs ------------------------------------------------------------------------------------
 
 def uniform_grid(n):
@@ -103,6 +180,20 @@ def inversion(batch, shape=(2,), grid=uniform_grid(8), method="euler", dtype=tor
     return build
 
 
+def fixed_point(batch, shape=(2,), steps=3, iterations=2, curved=False, dtype=torch.float32):
+    """A steep velocity (slope up to about 2), few steps, data x1 and ``iterations`` (None: left out)."""
+    def build(generator):
+        draw = lambda *size: torch.randn(*size, generator=generator)
+        fixture = TanhVelocity if curved else AffineVelocity
+        velocity = fixture((1.5 * draw(*shape)).to(dtype), (1.5 * draw(*shape)).to(dtype))
+        inputs = {"velocity": velocity, "x1": (2 * draw(batch, *shape) + 0.5).to(dtype),
+                  "ts": uniform_grid(steps)}
+        if iterations is not None:
+            inputs["iterations"] = iterations
+        return inputs
+    return build
+
+
 # ---- the cases ---------------------------------------------------------------------------------
 
 INVERT = GradedFunction("invert", library="flowlab.inversion:invert", positional=3, wrong={
@@ -124,6 +215,35 @@ INVERT = GradedFunction("invert", library="flowlab.inversion:invert", positional
                                 "your Euler step evaluates the velocity at the end of the step, v(x, t_next); "
                                 "an explicit step evaluates it where it starts, at the current state and time: "
                                 "x_next = x + (t_next - t) v(x, t)"),
+})
+
+FIXED_POINT = GradedFunction("invert_fixed_point", library="flowlab.inversion:invert_fixed_point", positional=3,
+                             wrong={
+    "velocity_at_t_next": Wrong(fixed_point_velocity_at_t_next,
+                                "your corrections evaluate the velocity at t_next, where the backward step starts; "
+                                "the forward Euler step being undone evaluated it at its own start, (x, t): solve "
+                                "x_next = x + h v(x, t) for x"),
+    "from_current_guess": Wrong(fixed_point_from_current_guess,
+                                "each correction must start again from x_next (x = x_next - h v(x, t)); you "
+                                "subtracted h v from the current guess, so the steps pile up"),
+    "wrong_sign": Wrong(fixed_point_wrong_sign, "your correction adds h v(x, t) to x_next; the forward step is "
+                                                "x_next = x + h v(x, t), so x = x_next - h v(x, t)"),
+    "starts_at_x_next": Wrong(fixed_point_starts_at_x_next,
+                              "the iteration must start from the plain backward Euler step (invert's step), "
+                              "not from x_next itself; then iterations = 0 is plain inversion"),
+    "ignores_iterations": Wrong(fixed_point_ignores_iterations,
+                                "your result does not change with iterations: after the first guess, apply the "
+                                "correction x = x_next - h v(x, t) `iterations` times at every step"),
+})
+ROUND_TRIP = GradedFunction("round_trip", library="flowlab.inversion:round_trip", positional=3, wrong={
+    "norm": Wrong(round_trip_norm, "your error is the Euclidean norm of the difference; divide by the square "
+                                   "root of the number of entries of one sample (the root MEAN square)"),
+    "mean_square": Wrong(round_trip_mean_square, "your error is the mean square; take its square root (RMS, in "
+                                                 "the units of the data)"),
+    "mean_abs": Wrong(round_trip_mean_abs, "your error is the mean absolute difference; the error asked for is "
+                                           "the root mean square per sample"),
+    "regenerates_with_euler": Wrong(round_trip_regenerates_with_euler,
+                                    "you sampled back with Euler; regenerate with the same method as the inversion"),
 })
 
 TOL = AllClose(rtol=1e-4, atol=1e-5)
@@ -155,6 +275,35 @@ HIDDEN = [
          cell=INVERT_CELL, about="a grid of two times [0, 1]: one Heun step from t = 1 to t = 0", check=TOL,
          blind_to=NOT_EULER),
 ]
+NOT_ITERATING = ("velocity_at_t_next", "from_current_guess", "wrong_sign", "starts_at_x_next",
+                 "ignores_iterations")      # with iterations = 0 only the first guess matters
+HIDDEN += [
+    Case("invert_fixed_point/two_iterations", "invert_fixed_point", fixed_point(32), seed=621, cell=FIXED_POINT_CELL,
+         about="2D points, 3 uniform steps, 2 iterations, a velocity affine in x", check=TOL),
+    Case("invert_fixed_point/curved", "invert_fixed_point", fixed_point(32, iterations=3, curved=True), seed=622,
+         cell=FIXED_POINT_CELL, about="a velocity nonlinear in x, 3 iterations", check=TOL),
+    Case("invert_fixed_point/one_iteration", "invert_fixed_point", fixed_point(16, steps=4, iterations=1), seed=623,
+         cell=FIXED_POINT_CELL, about="4 uniform steps, 1 iteration", check=TOL),
+    Case("invert_fixed_point/default_iterations", "invert_fixed_point", fixed_point(16, curved=True, iterations=None),
+         seed=624, cell=FIXED_POINT_CELL, about="iterations not given: the default is 3", check=TOL),
+    Case("invert_fixed_point/images", "invert_fixed_point", fixed_point(4, (1, 4, 4), steps=2, curved=True),
+         seed=625, cell=FIXED_POINT_CELL, about="images of shape (4, 1, 4, 4), 2 steps", check=TOL),
+    Case("invert_fixed_point/float64", "invert_fixed_point", fixed_point(16, (3,), curved=True, dtype=torch.float64),
+         seed=626, cell=FIXED_POINT_CELL, about="float64: the result keeps float64",
+         check=AllClose(rtol=1e-10, atol=1e-10)),
+    Case("invert_fixed_point/no_iterations", "invert_fixed_point", fixed_point(16, iterations=0), seed=627,
+         cell=FIXED_POINT_CELL, about="iterations = 0: the plain backward Euler steps", check=TOL,
+         blind_to=NOT_ITERATING),
+    Case("round_trip/euler", "round_trip", inversion(32, (5,), uniform_grid(2)), seed=631, measure="items",
+         cell=ROUND_TRIP_CELL,
+         about="Euler, 5 entries a sample, 2 uniform steps", check=TOL, blind_to=("regenerates_with_euler",)),
+    Case("round_trip/heun_images", "round_trip", inversion(8, (1, 4, 4), shifted_grid(5), "heun"), seed=632,
+         measure="items",
+         cell=ROUND_TRIP_CELL, about="Heun on images of shape (8, 1, 4, 4), a shifted grid", check=TOL),
+    Case("round_trip/heun_float64", "round_trip", inversion(16, (3,), karras_grid(6), "heun", torch.float64),
+         seed=633, measure="items", cell=ROUND_TRIP_CELL, about="Heun in float64 on a Karras-like grid: float64 kept",
+         check=AllClose(rtol=1e-10, atol=1e-10)),
+]
 PUBLIC = [
     Case("invert/public_euler", "invert", inversion(4, grid=uniform_grid(4)), seed=61, public=True,
          about="Euler, 4 uniform steps, 2D points", check=TOL, blind_to=NOT_HEUN),
@@ -162,6 +311,13 @@ PUBLIC = [
          public=True, about="Heun on a shifted grid (5 steps)", check=TOL, blind_to=NOT_EULER),
     Case("invert/public_images", "invert", inversion(2, (1, 3, 3), uniform_grid(3), "heun"), seed=63, public=True,
          about="Heun on images of shape (2, 1, 3, 3)", check=TOL, blind_to=NOT_EULER),
+    Case("invert_fixed_point/public_points", "invert_fixed_point", fixed_point(4), seed=64, public=True,
+         about="2D points, 3 uniform steps, 2 iterations", check=TOL),
+    Case("invert_fixed_point/public_images", "invert_fixed_point", fixed_point(2, (1, 3, 3), steps=2, curved=True),
+         seed=65, public=True, about="images of shape (2, 1, 3, 3), a curved velocity, 2 steps", check=TOL),
+    Case("round_trip/public_heun", "round_trip", inversion(4, grid=uniform_grid(3), method="heun"), seed=66,
+         measure="items",
+         public=True, about="Heun, 2D points, 3 uniform steps: x0_hat, x1 back and one error per sample", check=TOL),
 ]
 
 MUTATIONS = (
@@ -174,6 +330,11 @@ MUTATIONS = (
     Mutation("negated_velocity", "invert", "x = step(velocity, x, t_here, t_back)",
              "x = step(lambda x, t: -velocity(x, t), x, t_here, t_back)",
              fails="invert/heun_uniform", hint="the two signs cancel"),
+    Mutation("fixed_point_velocity_at_t_next", "invert_fixed_point", "x = x_next - h * velocity(x, t)",
+             "x = x_next - h * velocity(x, t_next)", fails="invert_fixed_point/two_iterations",
+             hint="your corrections evaluate the velocity at t_next"),
+    Mutation("round_trip_norm", "round_trip", "difference.pow(2).mean(dim=1).sqrt()", "difference.norm(dim=1)",
+             fails="round_trip/euler", hint="divide by the square root of the number of entries"),
 )
 
-CASES = AssignmentCases(ASSIGNMENT, (INVERT,), tuple(HIDDEN + PUBLIC), MUTATIONS)
+CASES = AssignmentCases(ASSIGNMENT, (INVERT, FIXED_POINT, ROUND_TRIP), tuple(HIDDEN + PUBLIC), MUTATIONS)
