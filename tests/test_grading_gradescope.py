@@ -69,7 +69,7 @@ def test_results_json_has_one_test_per_grade_cell_with_the_cases_and_the_total()
     assert (document["score"], document["execution_time"]) == (3.5, 13)
     assert [(t["name"], t["score"], t["max_score"], t["status"], t["visibility"]) for t in document["tests"]] == [
         ("hidden_a (2 hidden tests)", 1.5, 3.0, "failed", "after_due_date"),
-        ("hidden_b (1 hidden tests)", 2.0, 2.0, "passed", "after_due_date")]
+        ("hidden_b (1 hidden test)", 2.0, 2.0, "passed", "after_due_date")]
     assert document["tests"][0]["output"] == "pass: first <case>\nFAIL: second case: off by 2"
     assert "time limit" in document["output"]
 
@@ -84,8 +84,9 @@ def test_the_user_level_runs_the_launcher_as_the_jobs_own_user_without_bubblewra
 
 
 def hostile_notebook(root: Path) -> bytes:
-    """The solution, every function guarded: it works only if the references were read; after
-    the first graded function, the kernel kills itself unless they were."""
+    """The solution, every function guarded (the solution cells that define one; written answers
+    stay): it works only if the references were read; after the first graded function, the
+    kernel kills itself unless they were."""
     reference = root / "source" / "course" / "autograder" / "references" / f"{ASSIGNMENT.name}.npz"
     steal = f'''
 import glob, os, signal
@@ -98,7 +99,7 @@ def readable(path):
 STOLEN = readable({str(reference)!r}) or any(map(readable, glob.glob("/*/*/course/autograder/references/*")
                                                    + glob.glob("/autograder/source/**/*.npz", recursive=True)))
 '''
-    right = solutions(ASSIGNMENT)
+    right = {cell: code for cell, code in solutions(ASSIGNMENT).items() if "def " in code and '"""' in code}
     guarded = {cell: after_docstring(code, "if not STOLEN:\n    raise RuntimeError('nothing stolen')")
                for cell, code in right.items()}
     first = next(iter(right))

@@ -208,7 +208,8 @@ RUN_OUTCOMES = {
 
 def results_document(result: Result, visibility: str, seconds: float) -> dict:
     """Gradescope's ``results.json`` for ``result``."""
-    tests = [{"name": f"{cell.cell} ({len(cell.cases)} hidden tests)", "score": cell.score, "max_score": cell.points,
+    tests = [{"name": f"{cell.cell} ({len(cell.cases)} hidden test{'' if len(cell.cases) == 1 else 's'})",
+              "score": cell.score, "max_score": cell.points,
               "status": "passed" if cell.score >= cell.points else "failed", "output": cell_output(cell),
               "visibility": visibility} for cell in result.cells]
     output = RUN_OUTCOMES.get(result.status) or f"Nothing could be graded: {result.reason}"
