@@ -205,3 +205,93 @@ def _print_sampler_tables(quick: bool, n_points: int | None, seed: int) -> None:
     print("(the cost of the loops themselves: flowlab bench speed)")
     print(f"\n(bench took {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)")
+
+
+# ---- the moons checkpoints: few-step quality against the data-vs-data floor ----------------------
+
+MOONS_CHECKPOINTS = ("moons", "moons_reflow")
+MOONS_STEPS = (1, 2, 4, 16)
+
+
+@dataclass
+class MoonsProblem:
+    """Noise ``z`` and two independent moons draws ``data`` and ``other`` (``(n, 2)`` each), and the
+    seed of the projection directions, shared by every measurement so that they compare."""
+    z: torch.Tensor
+    data: torch.Tensor
+    other: torch.Tensor
+    n_proj: int
+    projection_seed: int
+
+    def distance(self, points: torch.Tensor) -> float:
+        """Sliced W2 of ``points`` to ``data`` (``n_proj`` directions, the same for every call)."""
+        from flowlab.metrics import sliced_wasserstein
+
+        directions = torch.Generator().manual_seed(self.projection_seed)
+        return sliced_wasserstein(points, self.data, n_proj=self.n_proj, generator=directions)
+
+    @property
+    def floor(self) -> float:
+        """The distance of a fresh data draw: what a perfect model would score at this sample size."""
+        return self.distance(self.other)
+
+
+def moons_problem(n_points: int = 20_000, n_proj: int = 200, seed: int = 0) -> MoonsProblem:
+    """``n_points`` of noise and of two moons draws from ``seed``; the projections from ``seed + 1``."""
+    from flowlab.data import toy
+
+    generator = torch.Generator().manual_seed(seed)
+    data = toy.sample("moons", n_points, generator=generator)
+    other = toy.sample("moons", n_points, generator=generator)
+    z = torch.randn(n_points, 2, generator=generator)
+    return MoonsProblem(z, data, other, n_proj, seed + 1)
+
+
+def moons_step_table(models: dict, problem: MoonsProblem, steps=MOONS_STEPS, straightness=None) -> list[dict]:
+    """For each ``{name: velocity}``: at each number of uniform Euler ``steps``, the sliced W2 of its
+    samples and that distance over the floor, and the straightness of its paths on the most steps.
+    ``straightness(path, ts)``: default ``flowlab.metrics.straightness`` (a notebook passes its own)."""
+    if straightness is None:
+        from flowlab.metrics import straightness
+    floor, rows = problem.floor, []
+    for name, velocity in models.items():
+        row = {"model": name, "floor": floor, "sliced_w2": {}, "ratio": {}}
+        for count in steps:
+            with torch.no_grad():
+                ts = schedules.uniform(count)
+                end, path = integrate(velocity, problem.z, ts, "euler", return_path=True)
+            row["sliced_w2"][count] = problem.distance(end)
+            row["ratio"][count] = row["sliced_w2"][count] / floor
+            if count == max(steps):
+                row["straightness"] = straightness(path, ts)
+        rows.append(row)
+    return rows
+
+
+def format_moons_table(rows: list[dict]) -> str:
+    """One row per model: sliced W2 / floor at each step count, then the straightness."""
+    steps = list(rows[0]["ratio"])
+    lines = [f"{'model':<11}" + "".join(f"{f'{k} Euler':>10}" for k in steps) + f"{'straightness':>14}"]
+    for row in rows:
+        lines.append(f"{row['model']:<11}" + "".join(f"{row['ratio'][k]:>9.2f}x" for k in steps)
+                     + f"{row['straightness']:>14.4f}")
+    return "\n".join(lines)
+
+
+def main_moons(checkpoints=MOONS_CHECKPOINTS, n_points: int = 20_000, n_proj: int = 200, seed: int = 0) -> None:
+    """Print the moons table for the shipped ``checkpoints`` (one torch thread)."""
+    from flowlab import pretrained
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        problem = moons_problem(n_points, n_proj, seed)
+        rows = moons_step_table({name: pretrained.load(name) for name in checkpoints}, problem)
+        print(f"moons: sliced W2 of {n_points:,} samples (uniform Euler from the same noise) to {n_points:,} data "
+              f"points, {n_proj} projections, as a multiple of the floor (a second data draw: "
+              f"{problem.floor:.4f}); straightness of the {max(MOONS_STEPS)}-step Euler paths\n")
+        print(format_moons_table(rows))
+        print(f"\n(bench took {time.perf_counter() - start:.0f} s)")
+    finally:
+        torch.set_num_threads(previous)

@@ -62,3 +62,19 @@ def test_optimised_adams_grid_reaches_euler_128_in_fewer_nfe_than_searched_sched
     assert len(last["grid"]) == last["nfe"] + 1 and last["grid"][0] == 0.0 and last["grid"][-1] == 1.0
     table = bench.format_optimised_table(rows, target)
     assert table.splitlines()[-1].split()[:2] == ["adams", str(last["nfe"])] and " yes " in table
+
+
+def test_moons_table_measures_each_step_count_against_the_floor():
+    from flowlab import pretrained
+
+    problem = bench.moons_problem(n_points=500, n_proj=16, seed=3)
+    measured = []
+    record = lambda path, ts: measured.append((tuple(path.shape), len(ts))) or 0.5
+    rows = bench.moons_step_table({"moons": pretrained.load("moons")}, problem, steps=(1, 4), straightness=record)
+    [row] = rows
+    assert measured == [((5, 500, 2), 5)] and row["straightness"] == 0.5   # the paths of the most steps
+    assert row["ratio"][4] < row["ratio"][1], "more Euler steps, closer to the data"
+    assert row["ratio"][1] == pytest.approx(row["sliced_w2"][1] / problem.floor)
+    assert problem.floor == problem.distance(problem.other) > 0
+    table = bench.format_moons_table(rows)
+    assert table.splitlines()[0].split()[:4] == ["model", "1", "Euler", "4"] and "moons" in table

@@ -186,3 +186,12 @@ def test_console_script_in_a_subprocess():
     assert bad_run.returncode == 2
     assert bad_run.stderr.count("\n") == 1 and "positive integer" in bad_run.stderr
     assert "Traceback" not in bad_run.stderr
+
+
+def test_bench_moons_delegates_to_the_bench(monkeypatch):
+    from flowlab import bench
+
+    calls = []
+    monkeypatch.setattr(bench, "main_moons", lambda **options: calls.append(options))
+    assert cli.main(["bench", "moons", "--n-points", "300", "--n-proj", "8", "--seed", "2"]) == 0
+    assert calls == [{"n_points": 300, "n_proj": 8, "seed": 2}]
