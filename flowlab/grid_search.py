@@ -15,13 +15,16 @@ step is shorter than ``exp(-2 LOGIT_BOUND)`` times the longest: the grid stays s
 The search is derivative-free (scipy's Powell method: a sequence of line searches, deterministic
 for a given start grid) and local: it refines the start grid. It is run without scipy's bounds on
 purpose: a bounded line search scans the whole interval and can jump into a far basin where one
-step collapses to nothing (Heun, 6 steps: error 1.5e-2 that way, 8.6e-3 from the local search). It calls only ``integrate``, so it works with any registered ODE method,
-including the multistep ``adams``, and with any velocity (a network too, at its price per call).
+step collapses to nothing (Heun, 6 steps: error 1.5e-2 that way, 8.6e-3 from the local search). It
+works with any registered ODE method (run by ``integrate``), including the multistep ``adams``, with
+any sampler given as a function ``(velocity, x, ts) -> x_end`` (notebook 02 fits grids to the
+students' own loop and steps), and with any velocity (a network too, at its price per call).
 Judge an optimised grid on *other* noise than ``x_probe``: on the probe points it is optimistic.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -53,10 +56,23 @@ def logits_from_grid(ts: torch.Tensor) -> np.ndarray:
     return np.clip(np.log(lengths[:-1] / lengths[-1]), -LOGIT_BOUND, LOGIT_BOUND)
 
 
+Sampler = Callable[[Velocity, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def as_sampler(method: str | Sampler) -> Sampler:
+    """``method`` as a function ``(velocity, x, ts) -> x_end``: a name of ``flowlab.solvers.METHODS``
+    (run by ``integrate``), or such a function itself (a student's own loop and step, for instance)."""
+    if callable(method):
+        return method
+    name = require_choice("method", method, METHODS)
+    return lambda velocity, x, ts: integrate(velocity, x, ts, name)
+
+
 def mean_error(velocity: Velocity, x: torch.Tensor, reference: torch.Tensor, ts: torch.Tensor,
-               method: str) -> float:
-    """``mean_i ||integrate(velocity, x, ts, method)_i - reference_i||``: the mean end-point distance."""
-    end = integrate(velocity, x, ts, method)
+               method: str | Sampler) -> float:
+    """``mean_i ||sampler(velocity, x, ts)_i - reference_i||``: the mean end-point distance, with
+    ``sampler = as_sampler(method)``."""
+    end = as_sampler(method)(velocity, x, ts)
     return (end - reference).flatten(1).norm(dim=1).mean().item()
 
 
@@ -69,7 +85,7 @@ def _start_grid(start, n: int) -> torch.Tensor:
     return grid.to(torch.float64)
 
 
-def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "adams", *, start=None,
+def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str | Sampler = "adams", *, start=None,
              reference_steps: int = 256, max_evaluations: int = 2000, tolerance: float = 1e-2) -> torch.Tensor:
     """The n-step grid (``(n + 1,)`` float64, 0 = t_0 < ... < t_n = 1) that minimises the mean error of
     ``method`` on the probe noise ``x_probe`` ``(B, ...)`` against RK4 on ``reference_steps`` uniform steps.
@@ -78,7 +94,7 @@ def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "a
         velocity: ``velocity(x, t)`` with ``x`` like ``x_probe`` and ``t`` of shape ``(B,)``.
         x_probe: the noise the grid is fitted on (a few thousand points suffice on the 2D ring).
         n: number of steps (``nfe(method, n)`` evaluations per sample); n = 1 has nothing to choose.
-        method: an ODE method of ``flowlab.solvers.METHODS``.
+        method: an ODE method of ``flowlab.solvers.METHODS``, or any sampler ``(velocity, x, ts) -> x_end``.
         start: the grid the search starts from (default: uniform).
         max_evaluations: the most error evaluations (each one ``integrate`` over ``x_probe``).
         tolerance: Powell's tolerance on the logits (``xtol``); the loss tolerance is a hundredth of it.
@@ -89,7 +105,7 @@ def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "a
         raise TypeError(f"velocity must be callable as velocity(x, t), got {type(velocity).__name__}")
     require_batch("x_probe", x_probe)
     require_positive_int("the number of steps n", n)
-    require_choice("method", method, METHODS)
+    sampler = as_sampler(method)
     require_positive_int("reference_steps", reference_steps)
     require_positive_int("max_evaluations", max_evaluations)
     grid = _start_grid(start, n)
@@ -100,7 +116,7 @@ def optimize(velocity: Velocity, x_probe: torch.Tensor, n: int, method: str = "a
             return grid
 
         def loss(logits: np.ndarray) -> float:
-            error = mean_error(velocity, x_probe, reference, grid_from_logits(logits), method)
+            error = mean_error(velocity, x_probe, reference, grid_from_logits(logits), sampler)
             return math.log(max(error, 1e-300))     # relative changes matter at every error scale
 
         result = minimize(loss, logits_from_grid(grid), method="Powell", options={"xtol": tolerance, "ftol": tolerance / 100, "maxfev": max_evaluations})

@@ -6,8 +6,11 @@ Where a grid puts its short steps depends on the coordinate you look in. Three a
 * the noise level ``sigma = (1 - t) / t`` (EDM's sigma for the rescaled x / t; infinite at t = 0);
 * the log signal-to-noise ratio ``lambda = 2 log(t / (1 - t))``.
 
-A grid uniform in t is crowded at high noise when seen in sigma, and vice versa. Each schedule's
-docstring says which coordinate it is designed in and where it puts its short steps.
+"Short steps at high noise" means different grids in different coordinates. A grid uniform in t
+is sparse at high noise when seen in sigma (t = 0.1 -> 0.2 is sigma 9 -> 4), and EDM's grid, which
+takes long steps at high noise in sigma, takes short ones there in t. The SD3 shift multiplies
+sigma by ``shift`` (``sigma' = shift sigma``): in log sigma and in log-SNR it is a translation.
+Each schedule's docstring says which coordinate it is designed in and where it puts its short steps.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def _pin_ends(t: torch.Tensor) -> torch.Tensor:
 
 
 def uniform(n: int) -> torch.Tensor:
-    """``t_i = i / n``: equal steps in t. Seen in sigma, the steps at high noise are huge."""
+    """``t_i = i / n``: equal steps in t. Seen in sigma, the steps at high noise are huge (sparse points)."""
     return torch.linspace(0, 1, _check_steps(n) + 1, dtype=torch.float64)
 
 
@@ -68,19 +71,23 @@ def shifted(n: int, shift: float = 3.0) -> torch.Tensor:
 
 
 def karras(n: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
-    """EDM's grid (Karras et al. 2022, eq. 5), designed in sigma and mapped by ``t = 1 / (1 + sigma)``.
+    """EDM's grid (Karras et al. 2022, eq. 5), designed in sigma: ``n + 1`` float64 times, 0 -> 1.
 
-    ``sigma_i^(1/rho) = sigma_max^(1/rho) + i/n (sigma_min^(1/rho) - sigma_max^(1/rho))``, i = 0..n;
-    then the end points are pinned to t = 0 and t = 1 (sigma = inf and 0), like EDM's final step to
-    sigma = 0. Larger ``rho`` makes the steps shorter at low noise (t near 1), in sigma and in t.
+    EDM's n noise levels run from ``sigma_max`` to ``sigma_min``, evenly spaced in ``sigma^(1/rho)``;
+    mapped to flow time with ``t = 1 / (1 + sigma)``, then followed by t = 1 (sigma = 0, EDM's
+    last step). The first point, ``sigma_max``, is moved to t = 0 (sigma = inf): a flow starts from
+    pure noise, so the first step starts there instead of at ``t(sigma_max)`` (0.012 for 80).
+    ``n = 1`` is the grid [0, 1]. Larger ``rho`` makes the steps shorter at low noise (t near 1).
     """
     if not (0 < sigma_min < sigma_max):
         raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho}")
-    u = uniform(n)
+    u = torch.linspace(0, 1, _check_steps(n), dtype=torch.float64)
     root = sigma_max ** (1 / rho) + u * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
-    return _pin_ends(t_from_sigma(root ** rho))
+    t = t_from_sigma(root ** rho)
+    t[0] = 0.0
+    return torch.cat([t, torch.ones(1, dtype=torch.float64)])
 
 
 def cosine(n: int) -> torch.Tensor:
@@ -109,9 +116,10 @@ def get(name: str, n: int, **params) -> torch.Tensor:
     return SCHEDULES[name](n, **params)
 
 
-def optimize(velocity, x_probe: torch.Tensor, n: int, method: str = "adams", **options) -> torch.Tensor:
+def optimize(velocity, x_probe: torch.Tensor, n: int, method="adams", **options) -> torch.Tensor:
     """The n-step grid fitted to ``velocity`` and ``method`` on probe noise (``flowlab.grid_search.optimize``):
-    the interior times minimise the mean end-point error against a fine RK4 solution from ``x_probe``."""
+    the interior times minimise the mean end-point error against a fine RK4 solution from ``x_probe``.
+    ``method``: a name of ``flowlab.solvers.METHODS`` or a sampler ``(velocity, x, ts) -> x_end``."""
     # Imported here: grid_search runs the solvers, and the solvers may use the schedules.
     from flowlab.grid_search import optimize as optimize_grid
 

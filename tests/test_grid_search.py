@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowlab import schedules
+from flowlab import grid_search, schedules, steps
 from flowlab.data import GaussianMixture
 from flowlab.grid_search import grid_from_logits, logits_from_grid, mean_error
 from flowlab.solvers import integrate
@@ -88,3 +88,16 @@ def test_bad_input_raises(arguments, error, message):
     with pytest.raises(error, match=message):
         schedules.optimize(call.pop("velocity"), call.pop("x_probe"), call.pop("n"), call.pop("method"),
                            **call)
+
+
+def test_optimize_fits_a_grid_to_a_sampler_given_as_a_function():
+    """A sampler ``(velocity, x, ts) -> x_end`` (a student's own loop) is fitted like a named method:
+    the same loop and step give the same grid."""
+    mixture = GaussianMixture.ring(k=8, radius=4.0, std=0.3)
+    probe = torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    options = {"reference_steps": 32, "tolerance": 0.2, "max_evaluations": 60}
+    own_loop = lambda velocity, x, ts: steps.integrate(steps.heun_step, velocity, x, ts)
+    by_function = grid_search.optimize(mixture.velocity, probe, 4, own_loop, **options)
+    by_name = grid_search.optimize(mixture.velocity, probe, 4, "heun", **options)
+    torch.testing.assert_close(by_function, by_name, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(by_function, schedules.uniform(4))

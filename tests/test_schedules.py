@@ -72,20 +72,34 @@ def test_shift_of_one_is_uniform():
 
 
 def test_karras_is_uniform_in_sigma_to_the_one_over_rho():
+    """EDM's n levels sigma_0 = sigma_max .. sigma_(n-1) = sigma_min, n - 1 equal steps in sigma^(1/rho);
+    sigma_0 is moved to t = 0 (sigma = inf) and t = 1 (sigma = 0) follows sigma_min."""
     rho, n = 7.0, 16
     grid = schedules.karras(n, rho=rho, sigma_min=0.002, sigma_max=80.0)
-    # Pinned ends aside, sigma_i^(1/rho) steps evenly from sigma_max^(1/rho) towards sigma_min^(1/rho).
-    root = schedules.sigma_from_t(grid[1:-1]) ** (1 / rho)
-    expected_step = (0.002 ** (1 / rho) - 80.0 ** (1 / rho)) / n
+    root = schedules.sigma_from_t(grid[1:-1]) ** (1 / rho)          # sigma_1 .. sigma_(n-1)
+    expected_step = (0.002 ** (1 / rho) - 80.0 ** (1 / rho)) / (n - 1)
     torch.testing.assert_close(steps(root), torch.full((n - 2,), expected_step, dtype=torch.float64))
-    # The sigma_max point itself is replaced by t = 0 (sigma = inf): grid[1] is the i = 1 point.
+    torch.testing.assert_close(schedules.sigma_from_t(grid[-2]), torch.tensor(0.002, dtype=torch.float64))
     sigma_1 = (80.0 ** (1 / rho) + expected_step) ** rho
     torch.testing.assert_close(grid[1], torch.tensor(1 / (1 + sigma_1), dtype=torch.float64))
 
 
-def test_karras_bigger_rho_takes_shorter_last_step():
-    last_steps = [steps(schedules.karras(20, rho=rho))[-1].item() for rho in (1.0, 3.0, 7.0, 15.0)]
-    assert all(a > b for a, b in zip(last_steps, last_steps[1:])), last_steps
+def test_karras_bigger_rho_takes_shorter_steps_at_low_noise():
+    """The step into sigma_min (the one before the fixed last step to sigma = 0) shrinks as rho grows."""
+    into_sigma_min = [steps(schedules.karras(20, rho=rho))[-2].item() for rho in (1.0, 3.0, 7.0, 15.0)]
+    assert all(a > b for a, b in zip(into_sigma_min, into_sigma_min[1:])), into_sigma_min
+
+
+def test_karras_of_one_step_is_the_whole_path():
+    torch.testing.assert_close(schedules.karras(1), torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+
+def test_the_shift_multiplies_sigma():
+    """In the noise level sigma = (1 - t) / t, the SD3 shift is a scaling: sigma' = shift * sigma."""
+    for shift in (0.5, 3.0):
+        inner = slice(1, -1)
+        torch.testing.assert_close(schedules.sigma_from_t(schedules.shifted(10, shift)[inner]),
+                                   shift * schedules.sigma_from_t(schedules.uniform(10)[inner]))
 
 
 @pytest.mark.parametrize("name", ["cosine", "logsnr"])
