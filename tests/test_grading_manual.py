@@ -230,6 +230,23 @@ def test_the_gradebook_holds_the_answers_as_needing_a_manual_grade(graded_batch)
         assert book.find_submission(NAME, "ada").needs_manual_grade
 
 
+@pytest.mark.slow                      # shares one real sandboxed grading run: ~30 s on 2 cores
+def test_nbgraders_formgrader_lists_the_answer_and_renders_it_for_grading(graded_batch):
+    """What the formgrader does, without a browser (before any manual grade is given below): its
+    API on the gradebook (the submission that needs manual grading) and its ``formgrade`` page of
+    the submitted notebook (the student's answer beside the score box of the answer's cell)."""
+    results, _ = graded_batch
+    course = CourseDirectory(root=str(results.parent), autograded_directory="submitted",
+                             db_url=database_url(results / "gradebook.db"))
+    (submission,) = NbGraderAPI(coursedir=course).get_notebook_submissions(NAME, NAME)
+    assert (submission["student"], submission["needs_manual_grade"], submission["max_score"]) == ("ada", True, 7.0)
+    exporter = HTMLExporter(template_name="formgrade", extra_template_basedirs=[formgrader_handlers.template_path])
+    page, _ = exporter.from_filename(str(results.parent / "submitted" / "ada" / NAME / f"{NAME}.ipynb"), resources={
+        "assignment_id": NAME, "notebook_id": NAME, "submission_id": submission["id"], "index": 0, "total": 1,
+        "base_url": "", "student": "ada", "last_name": None, "first_name": None, "notebook_path": ""})
+    assert WRITTEN in page and 'id="answer_why"' in page, "the answer beside its score box"
+
+
 def give(results: Path, cell: str, points: float) -> None:
     """What a person does in the formgrader: a manual score on the answer's grade."""
     with Gradebook(database_url(results / "gradebook.db")) as book:
@@ -290,22 +307,6 @@ def test_the_gradebook_takes_answer_cells_added_after_a_submission_was_recorded(
         assert book.find_comment("answer_why", NAME, NAME, "ada") is not None, "the formgrader's comment box"
     assert manual_scores(path) == {("ada", NAME): {"answer_why": None}}
 
-
-@pytest.mark.slow                      # shares one real sandboxed grading run: ~30 s on 2 cores
-def test_nbgraders_formgrader_lists_the_answer_and_renders_it_for_grading(graded_batch):
-    """What the formgrader does, without a browser: its API on the gradebook (the submission that
-    needs manual grading) and its ``formgrade`` page of the submitted notebook (the student's
-    answer beside a grade box of the answer's cell)."""
-    results, _ = graded_batch
-    course = CourseDirectory(root=str(results.parent), autograded_directory="submitted",
-                             db_url=database_url(results / "gradebook.db"))
-    (submission,) = NbGraderAPI(coursedir=course).get_notebook_submissions(NAME, NAME)
-    assert (submission["student"], submission["needs_manual_grade"], submission["max_score"]) == ("ada", True, 7.0)
-    exporter = HTMLExporter(template_name="formgrade", extra_template_basedirs=[formgrader_handlers.template_path])
-    page, _ = exporter.from_filename(str(results.parent / "submitted" / "ada" / NAME / f"{NAME}.ipynb"), resources={
-        "assignment_id": NAME, "notebook_id": NAME, "submission_id": submission["id"], "index": 0, "total": 1,
-        "base_url": "", "student": "ada", "last_name": None, "first_name": None, "notebook_path": ""})
-    assert WRITTEN in page and 'id="answer_why"' in page, "the answer is shown in a cell the formgrader can grade"
 
 
 def test_merge_manual_explains_a_folder_that_is_no_results_folder(tmp_path, capsys):
