@@ -223,7 +223,8 @@ def test_an_offline_mnist_cell_shows_no_error_output(browser, student_lab, tmp_p
                                 data={"type": "notebook", "content": json.loads(nbformat.writes(notebook))})
     assert saved.ok, saved.text()
     page = open_notebook(browser, student_lab, "offline.ipynb")
-    page.get_by_text("Python 3 (ipykernel)").first.wait_for(timeout=60_000)   # the kernel is chosen: no dialog
+    toolbar = page.locator(".jp-NotebookPanel-toolbar:visible")
+    toolbar.get_by_text("Python 3 (ipykernel)").wait_for(timeout=60_000)   # the kernel is chosen: no dialog
     page.locator(".lm-MenuBar-item:has-text('Run')").click()
     page.locator(".lm-Menu-item:has-text('Run All Cells')").first.click()
     page.get_by_text("1000 digits").wait_for(timeout=VALIDATE_MS)   # a kernel start on a busy machine
