@@ -42,19 +42,6 @@ from flowlab.validate import (increasing_grid, require_batch, require_choice, re
 FORWARD_ONLY = "stochastic samplers do not run backwards"
 
 
-def sde_drift(v: torch.Tensor, x: torch.Tensor, t: float, eta: float) -> torch.Tensor:
-    """Drift ``v + g^2/2 * score`` of the marginal-preserving SDE, for ``t > 0``.
-
-    With ``g^2 = eta * 2 (1 - t) / t`` and ``score = (t v - x) / (1 - t)`` the factor ``1 - t``
-    cancels:  ``g^2/2 * score = eta (1 - t)/t * (t v - x)/(1 - t) = eta (v - x / t)``,  so
-
-        drift = v + eta (v - x / t),
-
-    which stays finite as t -> 1 (where ``score_from_velocity`` itself is singular).
-    """
-    return v + eta * (v - x / t)
-
-
 def euler_maruyama_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: float,
                         eta: float, noise: torch.Tensor) -> torch.Tensor:
     """One Euler-Maruyama step of ``dx = [v + g^2/2 score] dt + g dW``, ``g^2 = eta 2 (1 - t)/t``:
@@ -84,7 +71,8 @@ def euler_maruyama_step(velocity: Velocity, x: torch.Tensor, t: float, t_next: f
     if t == 0 or eta == 0:
         return x + h * v
     g = math.sqrt(eta * 2 * (1 - t) / t)
-    return x + h * sde_drift(v, x, t, eta) + g * math.sqrt(h) * noise.to(x)
+    drift = v + eta * (v - x / t)          # v + g^2/2 * score: the 1 - t of g^2 and of the score cancel
+    return x + h * drift + g * math.sqrt(h) * noise.to(x)
 
 
 def sample_sde(velocity: Velocity, x: torch.Tensor, ts, *, eta: float = 1.0,
