@@ -20,7 +20,8 @@ from flowlab_grader import sandbox
 from flowlab_grader.course import assignments, repository_dir
 from flowlab_grader.results import Result
 from flowlab_grader.scoring import CaseResult, CellScore
-from flowlab_grader.shards import MergeError, Shard, merge
+from flowlab_grader.merge_shards import MergeError, merge
+from flowlab_grader.shards import Shard
 
 FIRST, SECOND = assignments()[0], assignments()[1]
 UNISOLATED = sandbox.Isolation("unisolated", "a test: notebooks are not run")

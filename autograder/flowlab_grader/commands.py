@@ -108,7 +108,7 @@ def run_bench_grading(args: argparse.Namespace) -> int:
 
 
 def run_merge_shards(args: argparse.Namespace) -> int:
-    from flowlab_grader.shards import MergeError, merge
+    from flowlab_grader.merge_shards import MergeError, merge
 
     try:
         results = merge([Path(folder) for folder in args.shards], Path(args.out))

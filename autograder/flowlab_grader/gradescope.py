@@ -223,7 +223,6 @@ def results_document(result: Result, visibility: str, seconds: float) -> dict:
 
 def run(root: Path) -> dict:
     """Grade ``root/submission`` into ``root/results/results.json``; returns the document."""
-    from flowlab_grader.commands import isolation_lines
     from flowlab_grader.grade import grade
 
     start = time.monotonic()
@@ -239,7 +238,7 @@ def run(root: Path) -> dict:
         submissions = student_folder(root / "submission", work / "submitted")
         (result,) = grade(submissions, work / "results", jobs=1, limits=limits, only=config["assignment"],
                           isolation=isolation)
-        print(isolation_lines(isolation.report(limits)))
+        print(f"sandbox: {isolation.level}" + (f" (bubblewrap could not: {isolation.reason})" if isolation.reason else ""))
         print(f"{result.status}: {result.reason}")
         document = results_document(result, config["visibility"], time.monotonic() - start)
     finally:
