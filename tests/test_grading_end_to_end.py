@@ -38,10 +38,11 @@ LIMITS = Limits(cell_timeout=8, notebook_timeout=45, call_timeout=2, processes=6
 
 
 def solutions(assignment) -> dict[str, str]:
-    """The source notebook's solution cells, markers removed: ``{grade_id: code}``."""
+    """The source notebook's solution cells, markers removed: ``{grade_id: code}``; not the written
+    answers (solution cells that are also grade cells: graded by people, they stay unanswered)."""
     return {cell.metadata["nbgrader"]["grade_id"]: "\n".join(line for line in cell.source.splitlines() if "### " not in line)
             for cell in nbformat.read(assignment.source_notebook, as_version=4).cells
-            if cell.metadata.get("nbgrader", {}).get("solution")}
+            if cell.metadata.get("nbgrader", {}).get("solution") and not cell.metadata["nbgrader"].get("grade")}
 
 
 def notebook(assignment, fill: dict[str, str] | None = None, after: dict[str, str] | None = None) -> bytes:

@@ -127,7 +127,7 @@ def test_a_rerun_runs_only_what_has_no_result_or_failed_in_the_grader(tmp_path, 
         (tmp_path / "in" / student / ASSIGNMENT.name / ASSIGNMENT.notebook_name).write_text(f'"{student}"')
     ran, points = [], grading.PreparedAssignment.load(ASSIGNMENT).points
 
-    def stand_in(index, submission, prepared, work, level, limits, keep_work=False, stop=None):
+    def stand_in(index, submission, prepared, work, level, limits, keep_work=False, stop=None, device="cpu"):
         ran.append(submission.student)
         status = "error" if submission.student == "cy" else "graded"
         return Result(submission.student, submission.assignment, status, "",

@@ -48,6 +48,7 @@ def run_release(args: argparse.Namespace) -> int:
 
 def run_grade(args: argparse.Namespace) -> int:
     from flowlab_grader.batch import terminate_as_interrupt
+    from flowlab_grader.devices import DeviceUnavailable
     from flowlab_grader.grade import BatchInterrupted, grade
     from flowlab_grader.sandbox import Limits, SandboxUnavailable
     from flowlab_grader.shards import Shard
@@ -60,8 +61,8 @@ def run_grade(args: argparse.Namespace) -> int:
         with terminate_as_interrupt():
             results = grade(Path(args.submissions), Path(args.out), jobs=args.jobs, limits=limits,
                             only=args.assignment, keep_work=args.keep_work, allow_unisolated=args.allow_unisolated,
-                            force=args.force, **sharding)
-    except SandboxUnavailable as error:
+                            force=args.force, **sharding, device=args.device)
+    except (SandboxUnavailable, DeviceUnavailable) as error:
         print(f"flowlab grade: {error}", file=sys.stderr)
         return 2
     except BatchInterrupted as stopped:
@@ -72,6 +73,8 @@ def run_grade(args: argparse.Namespace) -> int:
     summary = json.loads((Path(args.out) / "grading.json").read_text())
     statuses = Counter(result.status for result in results)
     print(isolation_lines(summary["isolation"]))
+    if "device" in summary:
+        print(device_line(summary["device"]))
     kept = summary["batch"]["kept"]
     print(f"graded {len(results)} submissions in {time.perf_counter() - start:.1f} s with {args.jobs} jobs"
           + (f" ({summary['batch']['ran']} run, {kept} kept from an earlier run)" if kept else "") + ": "
@@ -142,6 +145,13 @@ def isolation_lines(report: dict) -> str:
     return "\n".join(lines)
 
 
+def device_line(report: dict) -> str:
+    """The device part of ``grading.json`` on the terminal."""
+    if report["used"] == "cuda":
+        return f"device: cuda ({report['gpu']}): every hidden case also ran with its inputs on the GPU"
+    return "device: cpu" + (f" (no GPU used: {report['why']})" if report["why"] else "")
+
+
 def run_merge_manual(args: argparse.Namespace) -> int:
     from flowlab_grader.manual import merge, summary
 
@@ -196,6 +206,9 @@ def cli_commands() -> list[Command]:
                      help="grade only slice K of N (every N-th submission from the K-th, in sorted order) into "
                           "RESULTS; flowlab merge-shards joins the N results folders (a Slurm array: "
                           "autograder/examples/slurm)"),
+            argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="cuda: every hidden case also runs with its inputs on the GPU and must pass there too; "
+                          "auto: cuda when a CUDA GPU is usable here, else cpu (default: %(default)s)"),
             argument("--force", action="store_true",
                      help="grade every submission again (default: keep the results of submissions whose notebook, "
                           "references and grader are unchanged since an earlier run into the same RESULTS)"),

@@ -43,7 +43,7 @@ import nbformat
 
 from flowlab.runtime.codec import save_bundle
 from flowlab.runtime.reference_set import ReferenceSet
-from flowlab_grader import sandbox
+from flowlab_grader import devices, sandbox
 from flowlab_grader.answers import answer_points, autograded_points
 from flowlab_grader.batch import Stop, run_all
 from flowlab_grader.course import Assignment, assignments
@@ -124,9 +124,11 @@ def _summary(cells: list[CellScore]) -> str:
 
 
 def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, work: Path, level: str,
-              limits: sandbox.Limits, keep_work: bool = False, stop: Stop | None = None) -> Result | None:
+              limits: sandbox.Limits, keep_work: bool = False, stop: Stop | None = None,
+              device: str = "cpu") -> Result | None:
     """Grade one submission (both phases); never raises. ``None`` when ``stop`` stopped the batch
-    before or while its notebook ran: unfinished, nothing to record."""
+    before or while its notebook ran: unfinished, nothing to record. ``device``: ``"cuda"``, its
+    hidden cases also run on the GPU (``devices``)."""
     stop = stop or Stop()
     if stop.stopped:
         return None
@@ -152,7 +154,7 @@ def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, 
             (box / folder).mkdir(parents=True)
         nbformat.write(notebook, box / prepared.assignment.notebook_name)
         save_bundle(box / "inputs" / prepared.assignment.name, *prepared.references.inputs_only())
-        run = sandbox.Job(box, prepared.bundle, sandbox.uid_for(index))
+        run = sandbox.Job(box, prepared.bundle, sandbox.uid_for(index), device)
         sandbox.prepare_box_permissions(run)
         argv = ["-m", "flowlab.runtime.execute", prepared.assignment.notebook_name, "--status", "status.json",
                 "--cell-timeout", str(limits.cell_timeout), "--notebook-timeout", str(limits.notebook_timeout)]
@@ -162,7 +164,7 @@ def grade_one(index: int, submission: Submission, prepared: PreparedAssignment, 
         if stop.stopped:                    # killed by the stop (or ending as it came): not a result
             return None
         result.status, result.reason = _outcome(outcome, _read_status(box), limits)
-        result.cells = score_cells(prepared.references, prepared.points, box / "records")
+        result.cells = score_cells(prepared.references, prepared.points, box / "records", device)
         result.reason = result.reason or _summary(result.cells)
         result.seconds = outcome.seconds
     except Exception as error:              # the grader's own failure: report it, keep going
@@ -216,13 +218,17 @@ def _utc_now() -> str:
 
 def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | None = None,
           only: str | None = None, keep_work: bool = False, isolation: sandbox.Isolation | None = None,
-          allow_unisolated: bool = False, force: bool = False, shard: Shard | None = None) -> list[Result]:
+          allow_unisolated: bool = False, force: bool = False, device: str = "auto",
+          shard: Shard | None = None) -> list[Result]:
     """Grade every submission in ``submissions`` into ``out`` (see the module docstring). The
     sandbox is ``isolation`` or the one ``sandbox.probe_isolation`` finds here; without filesystem
     isolation it raises ``sandbox.SandboxUnavailable`` unless ``allow_unisolated``. A submission
     with a result in ``out`` under the same fingerprint is not run again unless ``force``.
-    Ctrl-C: the results so far are summarised, then ``BatchInterrupted`` is raised."""
+    Ctrl-C: the results so far are summarised, then ``BatchInterrupted`` is raised. ``device``:
+    ``auto``, ``cpu`` or ``cuda`` (``devices.choose``); a GPU result is kept only for a
+    GPU run and a CPU one for a CPU run."""
     limits = limits or sandbox.Limits()
+    chosen = devices.choose(device)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowlab-grade-"))
@@ -230,12 +236,14 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
     try:
         isolation = isolation or sandbox.probe_isolation(work, limits, allow_unisolated)
         level = isolation.level
+        chosen = devices.confirm_in_jobs(chosen, work, level, limits)
         by_name = load_assignments(only)
         everything = discover(Path(submissions), list(by_name), only)
         found = shard.select(everything) if shard else everything
         store = ResultStore(out, run=f"{_utc_now()} {uuid.uuid4().hex[:8]}")
         references = {name: references_digest(prepared.assignment) for name, prepared in by_name.items()}
         stamps = [fingerprint(submission, references.get(submission.assignment, "")) for submission in found]
+        stamps = [stamp if chosen.used == "cpu" else {**stamp, "device": chosen.used} for stamp in stamps]
         kept = [None if force else store.kept(submission, stamp) for submission, stamp in zip(found, stamps)]
         kept = [None if result is None or result.status in RETRIED else result for result in kept]
         stop = Stop()
@@ -243,7 +251,7 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         def run_one(index: int) -> Result | None:
             submission = found[index]
             result = grade_one(index, submission, by_name.get(submission.assignment), work, level, limits,
-                               keep_work, stop)
+                               keep_work, stop, chosen.used)
             if result is not None:
                 store.save(result, stamps[index], _utc_now())
             return result
@@ -261,7 +269,8 @@ def grade(submissions: Path, out: Path, jobs: int = 2, limits: sandbox.Limits | 
         progress.close()
         results = [result for result in map(store.kept, found, stamps) if result is not None]
         write_summaries(out, results, by_name, {
-            "isolation": isolation.report(limits), "jobs": jobs, "limits": limits.__dict__,
+            "isolation": isolation.report(limits, chosen.used), "device": chosen.report(), "jobs": jobs,
+            "limits": limits.__dict__,
             "batch": {"submissions": len(found), "done": len(results), "ran": progress.ran, "kept": progress.kept,
                       "interrupted": interrupted, "run": store.run},
             "assignment": only, **({"shard": shard.report(found, len(everything))} if shard else {})})
