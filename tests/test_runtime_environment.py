@@ -18,3 +18,12 @@ def test_grading_mode_follows_flowlab_and_nbgrader(monkeypatch, variables, expec
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert environment.grading_mode() is expected
+
+
+@pytest.mark.parametrize("value, expected", [(None, False), ("0", False), ("", False), ("1", True)])
+def test_quick_mode_follows_flowlab_quick(monkeypatch, value, expected):
+    """The test suite sets FLOWLAB_QUICK=1 so that a notebook's one-minute training takes a few steps."""
+    monkeypatch.delenv("FLOWLAB_QUICK", raising=False)
+    if value is not None:
+        monkeypatch.setenv("FLOWLAB_QUICK", value)
+    assert environment.quick_mode() is expected
