@@ -271,9 +271,9 @@ def moons_step_table(models: dict, problem: MoonsProblem, steps=MOONS_STEPS, str
 def format_moons_table(rows: list[dict]) -> str:
     """One row per model: sliced W2 / floor at each step count, then the straightness."""
     steps = list(rows[0]["ratio"])
-    lines = [f"{'model':<11}" + "".join(f"{f'{k} Euler':>10}" for k in steps) + f"{'straightness':>14}"]
+    lines = [f"{'model':<11}" + "".join(f"{f'{k} Euler':>11}" for k in steps) + f"{'straightness':>14}"]
     for row in rows:
-        lines.append(f"{row['model']:<11}" + "".join(f"{row['ratio'][k]:>9.2f}x" for k in steps)
+        lines.append(f"{row['model']:<11}" + "".join(f"{row['ratio'][k]:>10.3f}x" for k in steps)
                      + f"{row['straightness']:>14.4f}")
     return "\n".join(lines)
 

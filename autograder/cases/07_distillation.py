@@ -1,4 +1,5 @@
-"""Test cases of notebook 07 (reflow / distillation): ``reflow_pairs`` and ``one_step_sample``.
+"""Test cases of notebook 07 (reflow / distillation): ``reflow_pairs``, ``one_step_sample``,
+``straightness`` and ``ot_pairs``.
 
 Instructor only: never released, never copied into the sandbox (the sandbox gets the inputs as
 arrays). After editing, run ``flowlab references`` and ``pytest tests/test_grading_cases.py``.
@@ -6,8 +7,11 @@ arrays). After editing, run ``flowlab references`` and ``pytest tests/test_gradi
 The teacher is an ``AffineVelocity`` (v = scale x + t shift, elementwise), so its ODE depends on the
 solver and on the times. ``reflow_pairs`` returns a tuple ``(z, x1)``: measured with ``items``
 (outputs ``item0`` = z, ``item1`` = x1). Tuples cannot be test inputs, so image cases pass the noise
-(whose shape wins over ``shape``); the seeded cases draw 2D points.
+(whose shape wins over ``shape``); the seeded cases draw 2D points. ``ot_pairs`` also returns a
+tuple, ``(x0, x1 reordered)``; its cases draw points whose optimal assignment is unique (continuous
+random draws), so the reference order is the only right one.
 """
+import numpy as np
 import torch
 
 from flowlab_grader.cases import AssignmentCases, Case, GradedFunction, Mutation, Wrong
@@ -16,10 +20,13 @@ from flowlab.runtime.codec import GeneratorSeed
 from flowlab.runtime.fixtures import AffineVelocity
 from flowlab.runtime.side_effects import GLOBAL_RANDOM_HINT
 from flowlab.solvers import integrate
+from scipy.optimize import linear_sum_assignment
 
 ASSIGNMENT = "07_distillation"
 PAIRS_CELL = "hidden_tests_reflow_pairs"
 ONE_STEP_CELL = "hidden_tests_one_step_sample"
+STRAIGHTNESS_CELL = "hidden_tests_straightness"
+OT_CELL = "hidden_tests_ot_pairs"
 
 
 # ---- plausible wrong answers (same signatures as the graded functions) ----------------------------
@@ -92,6 +99,92 @@ def one_step_against_velocity(velocity, z):
     return z - velocity(z, _zeros(z))
 
 
+def _segments(path, ts):
+    """(states (N + 1, B, D) float64, steps h (N,), chord velocity (B, D))."""
+    ts = torch.as_tensor(ts, dtype=torch.float64)
+    states = path.flatten(2).double()
+    return states, ts[1:] - ts[:-1], (states[-1] - states[0]) / (ts[-1] - ts[0])
+
+
+def straightness_unweighted(path, ts):
+    """The segments' deviations averaged with equal weights instead of weighted by their step h_i."""
+    states, steps, chord = _segments(path, ts)
+    velocity = (states[1:] - states[:-1]) / steps[:, None, None]
+    return float((velocity - chord).pow(2).sum(-1).mean(0).mean())
+
+
+def straightness_displacements(path, ts):
+    """Each segment's displacement x_{i+1} - x_i compared with the whole chord x_N - x_0 (no division by time)."""
+    states, steps, _ = _segments(path, ts)
+    deviation = ((states[1:] - states[:-1]) - (states[-1] - states[0])).pow(2).sum(-1)
+    return float((steps[:, None] * deviation).sum(0).mean())
+
+
+def straightness_summed_batch(path, ts):
+    """Summed over the trajectories instead of averaged."""
+    states, steps, chord = _segments(path, ts)
+    velocity = (states[1:] - states[:-1]) / steps[:, None, None]
+    return float((steps[:, None] * (velocity - chord).pow(2).sum(-1)).sum())
+
+
+def straightness_not_squared(path, ts):
+    """The norm of the deviation, not its square."""
+    states, steps, chord = _segments(path, ts)
+    velocity = (states[1:] - states[:-1]) / steps[:, None, None]
+    return float((steps[:, None] * (velocity - chord).pow(2).sum(-1).sqrt()).sum(0).mean())
+
+
+def straightness_chord_per_unit_time(path, ts):
+    """The chord x_N - x_0 taken as the velocity whatever the time span of the grid."""
+    states, steps, _ = _segments(path, ts)
+    velocity = (states[1:] - states[:-1]) / steps[:, None, None]
+    return float((steps[:, None] * (velocity - (states[-1] - states[0])).pow(2).sum(-1)).sum(0).mean())
+
+
+def _assignment(x0, x1, cost):
+    rows, columns = linear_sum_assignment(cost.numpy())
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = columns
+    return torch.from_numpy(order)
+
+
+def _differences(x0, x1):
+    return x0.flatten(1).double()[:, None, :] - x1.flatten(1).double()[None, :, :]
+
+
+def ot_identity(x0, x1):
+    """No reordering at all: the independent pairing."""
+    return x0, x1
+
+
+def ot_distance_cost(x0, x1):
+    """The assignment that minimises the sum of distances, not of squared distances."""
+    return x0, x1[_assignment(x0, x1, _differences(x0, x1).pow(2).sum(-1).sqrt())]
+
+
+def ot_maximised(x0, x1):
+    """The assignment that maximises the total squared distance."""
+    return x0, x1[_assignment(x0, x1, -_differences(x0, x1).pow(2).sum(-1))]
+
+
+def ot_inverse_order(x0, x1):
+    """The permutation applied the wrong way round: x1[sigma^-1] instead of x1[sigma]."""
+    order = _assignment(x0, x1, _differences(x0, x1).pow(2).sum(-1))
+    return x0, x1[torch.argsort(order)]
+
+
+def ot_noise_reordered(x0, x1):
+    """The same pairs, but the noise reordered to the data instead of the data to the noise."""
+    order = _assignment(x0, x1, _differences(x0, x1).pow(2).sum(-1))
+    return x0[torch.argsort(order)], x1
+
+
+def ot_first_coordinate(x0, x1):
+    """The cost from the first coordinate only."""
+    cost = (x0.flatten(1)[:, :1].double()[:, None, :] - x1.flatten(1)[:, :1].double()[None, :, :]).pow(2).sum(-1)
+    return x0, x1[_assignment(x0, x1, cost)]
+
+
 # ---- inputs ------------------------------------------------------------------------------------
 
 def uniform_grid(n):
@@ -140,6 +233,32 @@ def one_step(batch, shape=(2,), dtype=torch.float32):
     return build
 
 
+def paths(n_steps, batch, shape=(2,), grid=None, dtype=torch.float64):
+    """Random trajectories (n_steps + 1, batch, *shape) on ``grid`` (default: uniform on [0, 1])."""
+    def build(generator):
+        ts = uniform_grid(n_steps) if grid is None else grid.clone()
+        return {"path": torch.randn(n_steps + 1, batch, *shape, generator=generator).to(dtype), "ts": ts}
+    return build
+
+
+def bent_paths(batch, grid):
+    """Straight lines plus a sideways bump sin(pi t) c: a known, smooth bend."""
+    def build(generator):
+        x0, x1, bump = torch.randn(3, batch, 2, generator=generator, dtype=torch.float64)
+        t = grid.reshape(-1, 1, 1)
+        return {"path": (1 - t) * x0 + t * x1 + torch.sin(torch.pi * t) * bump, "ts": grid.clone()}
+    return build
+
+
+def point_sets(batch, shape=(2,), spread=1.0, shift=0.0, dtype=torch.float32):
+    """Noise x0 ~ N(0, I) and data x1 = shift + spread * N(0, I), both (batch, *shape)."""
+    def build(generator):
+        x0 = torch.randn(batch, *shape, generator=generator, dtype=torch.float64)
+        x1 = shift + spread * torch.randn(batch, *shape, generator=generator, dtype=torch.float64)
+        return {"x0": x0.to(dtype), "x1": x1.to(dtype)}
+    return build
+
+
 # ---- the cases ---------------------------------------------------------------------------------
 
 PAIRS = GradedFunction("reflow_pairs", library="flowlab.distill:reflow_pairs", positional=3, wrong={
@@ -162,6 +281,29 @@ ONE_STEP = GradedFunction("one_step_sample", library="flowlab.distill:one_step_s
                                                    "where the step lands: z + (1 - 0) v(z, 0)"),
     "against_velocity": Wrong(one_step_against_velocity, "you stepped against the velocity; from noise at t = 0 "
                                                          "to data at t = 1 the step is z + (1 - 0) v(z, 0)"),
+})
+STRAIGHTNESS = GradedFunction("straightness", library="flowlab.metrics:straightness", positional=2, wrong={
+    "unweighted": Wrong(straightness_unweighted, "on a non-uniform grid each segment's squared deviation must "
+                                                 "count in proportion to its duration h_i (the integral over t)"),
+    "displacements": Wrong(straightness_displacements, "compare velocities, not displacements: a segment's "
+                                                       "velocity is (x_{i+1} - x_i) / h_i, the chord's "
+                                                       "(x_N - x_0) / (t_N - t_0)"),
+    "summed_batch": Wrong(straightness_summed_batch, "average over the trajectories (the expectation), do not sum"),
+    "not_squared": Wrong(straightness_not_squared, "the integrand is the SQUARED norm of the deviation"),
+    "chord_per_unit_time": Wrong(straightness_chord_per_unit_time, "on a grid that does not span [0, 1] the "
+                                                                   "chord velocity is (x_N - x_0) / (t_N - t_0)"),
+})
+OT = GradedFunction("ot_pairs", library="flowlab.coupling:ot_pairs", positional=2, wrong={
+    "identity": Wrong(ot_identity, "the data came back in its own order: reorder x1 by the optimal assignment"),
+    "distance_cost": Wrong(ot_distance_cost, "your assignment minimises the sum of distances; the cost is the "
+                                             "SQUARED distance ||x0_i - x1_j||^2"),
+    "maximised": Wrong(ot_maximised, "your assignment maximises the total squared distance; it must minimise it"),
+    "inverse_order": Wrong(ot_inverse_order, "the permutation is applied the wrong way round: row i of the "
+                                             "result must be the data point assigned to x0[i]"),
+    "noise_reordered": Wrong(ot_noise_reordered, "the noise must come back in its own order, and the DATA be "
+                                                 "reordered to it"),
+    "first_coordinate": Wrong(ot_first_coordinate, "the cost must use every coordinate of the points "
+                                                   "(flatten each to a vector)"),
 })
 
 TOL = AllClose(rtol=1e-4, atol=1e-5)
@@ -193,6 +335,38 @@ HIDDEN = [
     Case("one_step_sample/float64", "one_step_sample", one_step(32, (3,), torch.float64), seed=713,
          cell=ONE_STEP_CELL, about="float64: the result keeps float64", check=EXACT64),
 ]
+NONUNIFORM = torch.tensor([0.0, 0.05, 0.2, 0.45, 0.8, 1.0], dtype=torch.float64)
+PARTIAL = torch.tensor([0.2, 0.3, 0.5, 0.8], dtype=torch.float64)
+STRAIGHT_TOL = AllClose(rtol=1e-6, atol=1e-9)
+HIDDEN += [
+    Case("straightness/random_uniform", "straightness", paths(8, 32), seed=721, cell=STRAIGHTNESS_CELL,
+         about="random trajectories on a uniform grid of 8 steps", check=STRAIGHT_TOL,
+         blind_to=("unweighted", "chord_per_unit_time")),
+    Case("straightness/random_nonuniform", "straightness", paths(5, 16, grid=NONUNIFORM), seed=722,
+         cell=STRAIGHTNESS_CELL, about="random trajectories on a non-uniform grid", check=STRAIGHT_TOL,
+         blind_to=("chord_per_unit_time",)),
+    Case("straightness/bent_cosine", "straightness", bent_paths(64, cosine_grid(12)), seed=723,
+         cell=STRAIGHTNESS_CELL, about="straight lines with a sin(pi t) bump, on a cosine grid",
+         check=STRAIGHT_TOL, blind_to=("chord_per_unit_time",)),
+    Case("straightness/partial_span", "straightness", paths(3, 8, grid=PARTIAL), seed=724, cell=STRAIGHTNESS_CELL,
+         about="a grid from t = 0.2 to 0.8: the chord velocity divides by the time span", check=STRAIGHT_TOL),
+    Case("straightness/images_float32", "straightness", paths(4, 6, (1, 3, 3), dtype=torch.float32), seed=725,
+         cell=STRAIGHTNESS_CELL, about="image trajectories (5, 6, 1, 3, 3) in float32",
+         check=AllClose(rtol=1e-5, atol=1e-6), blind_to=("unweighted", "chord_per_unit_time")),
+    Case("ot_pairs/points", "ot_pairs", point_sets(24, spread=2.0, shift=1.0), seed=731, cell=OT_CELL,
+         measure="items", about="24 noise points and 24 data points in 2D", check=TOL),
+    Case("ot_pairs/far_data", "ot_pairs", point_sets(40, spread=0.5, shift=4.0), seed=732, cell=OT_CELL,
+         measure="items", about="data far from the noise: 40 points", check=TOL),
+    Case("ot_pairs/images", "ot_pairs", point_sets(12, (1, 3, 3)), seed=733, cell=OT_CELL, measure="items",
+         about="images (12, 1, 3, 3): the cost sums over every pixel", check=TOL),
+    Case("ot_pairs/float64", "ot_pairs", point_sets(16, (3,), dtype=torch.float64), seed=734, cell=OT_CELL,
+         measure="items", about="float64 points in 3D: the pairs stay float64", check=EXACT64),
+    Case("ot_pairs/one_point", "ot_pairs", point_sets(1), seed=735, cell=OT_CELL, measure="items",
+         about="a batch of one: the only pairing", check=TOL,
+         blind_to=("distance_cost", "maximised", "inverse_order", "noise_reordered", "first_coordinate",
+                   "identity")),
+]
+
 PUBLIC = [
     Case("reflow_pairs/public_noise", "reflow_pairs", given_noise(4, grid=uniform_grid(4)), seed=71, public=True,
          measure="items", about="pairs from given noise, Heun, 4 steps", check=TOL),
@@ -202,6 +376,13 @@ PUBLIC = [
          about="one step on 4 points", check=TOL),
     Case("one_step_sample/public_images", "one_step_sample", one_step(2, (1, 2, 2)), seed=74, public=True,
          about="one step on images (2, 1, 2, 2)", check=TOL),
+    Case("straightness/public_nonuniform", "straightness", paths(4, 5, grid=NONUNIFORM[[0, 1, 3, 4, 5]]), seed=75,
+         public=True, about="the value on random trajectories over a non-uniform grid", check=STRAIGHT_TOL),
+    Case("straightness/public_bent", "straightness", bent_paths(8, uniform_grid(10)), seed=76, public=True,
+         about="straight lines with a sin(pi t) bump, uniform grid", check=STRAIGHT_TOL,
+         blind_to=("unweighted", "chord_per_unit_time")),
+    Case("ot_pairs/public_points", "ot_pairs", point_sets(10, shift=2.0), seed=77, public=True, measure="items",
+         about="the optimal pairing of 10 points (noise kept in order, data reordered)", check=TOL),
 ]
 
 MUTATIONS = (
@@ -216,6 +397,12 @@ MUTATIONS = (
              fails="one_step_sample/points", hint="you returned the velocity"),
     Mutation("at_t_one", "one_step_sample", "torch.zeros(z.shape[0]", "torch.ones(z.shape[0]",
              fails="one_step_sample/images", hint="evaluated the velocity at t = 1"),
+    Mutation("summed_batch", "straightness", "per_path.mean()", "per_path.sum()",
+             fails="straightness/random_uniform", hint="average over the trajectories"),
+    Mutation("distance_cost", "ot_pairs", ".pow(2).sum(-1)", ".pow(2).sum(-1).sqrt()",
+             fails="ot_pairs/points", hint="SQUARED distance"),
+    Mutation("identity", "ot_pairs", "return x0, x1[order.to(x1.device)]", "return x0, x1",
+             fails="ot_pairs/far_data", hint="reorder x1 by the optimal assignment"),
 )
 
-CASES = AssignmentCases(ASSIGNMENT, (PAIRS, ONE_STEP), tuple(HIDDEN + PUBLIC), MUTATIONS)
+CASES = AssignmentCases(ASSIGNMENT, (PAIRS, ONE_STEP, STRAIGHTNESS, OT), tuple(HIDDEN + PUBLIC), MUTATIONS)
