@@ -9,7 +9,8 @@
     flowlab train mnist-cfg [--steps N] [--out P]      train an MNIST checkpoint (one command a recipe)
     flowlab bench mnist [--quick]                      guidance, classifier guidance, inversion, speed
     flowlab bench speed [--device cuda] [--quick]      ms per NFE: integrate vs torchdiffeq vs a bare loop
-    flowlab references | release | grade | merge-manual | rehearse   instructor commands (the grader, autograder/)
+    flowlab references | release | grade | merge-manual | merge-shards | rehearse
+    flowlab export gradescope | bench grading          instructor commands (the grader, autograder/)
 
 Each subcommand is one small function registered with ``@command(words..., arguments=[...])``; the
 parser is built from the registry, so a new command is one more function. Installed packages add
