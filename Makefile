@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml autograder/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU torch first, from the CPU-only index: on Linux PyPI's torch is the multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --retries 1)
 	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./autograder
 	touch $(STAMP)
 
