@@ -25,8 +25,10 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flowlab demo --out demo-out
 
+# Two workers, a test file each at a time (a file's module fixtures, e.g. the end-to-end batch, run once):
+# most of the suite waits on kernels and subprocesses, so two files at once halve its wall time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20 tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lab: $(STAMP)
 	# Students: nbgrader's Validate button, without its instructor panels (flowlab/lab.py says how;
