@@ -76,3 +76,14 @@ for folder, folders, files in os.walk("/", followlinks=False):
                 report["npz"].append([path, members[:20]])
 print(json.dumps(report))
 '''
+
+
+# Notebook source for a hostile cell: ``readable(path)`` is True when ``path`` opens and holds bytes.
+READABLE = """
+def readable(path):
+    try:
+        with open(path, "rb") as handle:
+            return len(handle.read(16)) > 0
+    except OSError:
+        return False
+"""

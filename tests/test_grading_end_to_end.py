@@ -29,7 +29,7 @@ from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments, repository_dir
 from flowlab_grader.grade import PreparedAssignment, grade
 from flowlab_grader.sandbox import Limits, probe_isolation
-from grading_hostile import plant_decoy, remove_decoy
+from grading_hostile import READABLE, plant_decoy, remove_decoy
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = assignments()
@@ -120,13 +120,7 @@ def outside(submissions, results, token) -> list:
 def hostile_cell(submissions, results, port, token) -> str:
     targets = outside(submissions, results, token)
     return f'''
-import glob, socket
-def readable(path):
-    try:
-        with open(path, "rb") as handle:
-            return len(handle.read(16)) > 0
-    except OSError:
-        return False
+import glob, socket{READABLE}
 def found_a_course():
     """Any .npz (by name or zip content), .git, autograder/ or notebook outside what the sandbox
     lends (the Python installation, the bundle's public data, this notebook's own inputs)."""

@@ -1,16 +1,27 @@
 """``flowlab export gradescope``: the bundle, and ``run_autograder`` in a simulated Gradescope root.
 
-The slow test unpacks the zip into three temporary folders standing for ``/autograder``
+The slow test unpacks the zip into temporary folders standing for ``/autograder``
 (``GRADESCOPE_ROOT``; ``setup.sh``'s installation is skipped: this virtual environment has the
 packages) and runs ``run_autograder`` on the solution, a one-mistake submission and a hostile one
 that looks for the references and kills its kernel when it finds none: full marks, the
 mistake's points (the cells that use the mistaken function fail with it), nothing.
+
+Two more runs stand for a container where bubblewrap cannot make namespaces (Docker's default
+seccomp profile; Gradescope's containers): a ``bwrap`` earlier on their PATH fails as bubblewrap
+does there, so the grader falls back to its ``user`` level (each job an unprivileged user of its
+own). That level needs a Python every user may run, as Gradescope's ``/usr/bin/python3`` is (this
+environment's may sit under root's 0700 home): those runs use the system's Python of the same
+version, in a virtual environment that imports this one's packages. There too the solution gets
+full marks and the hostile notebook nothing; where no such Python exists, they are skipped.
 """
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -21,6 +32,7 @@ from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments
 from flowlab_grader.results import Result
 from flowlab_grader.scoring import CaseResult, CellScore
+from grading_hostile import READABLE
 from test_grading_end_to_end import after_docstring, mutated, notebook, points, setup_cell, solutions
 
 ASSIGNMENT = assignments()[0]
@@ -89,13 +101,7 @@ def hostile_notebook(root: Path) -> bytes:
     kernel kills itself unless they were."""
     reference = root / "source" / "course" / "autograder" / "references" / f"{ASSIGNMENT.name}.npz"
     steal = f'''
-import glob, os, signal
-def readable(path):
-    try:
-        with open(path, "rb") as handle:
-            return len(handle.read(16)) > 0
-    except OSError:
-        return False
+import glob, os, signal{READABLE}
 STOLEN = readable({str(reference)!r}) or any(map(readable, glob.glob("/*/*/course/autograder/references/*")
                                                    + glob.glob("/autograder/source/**/*.npz", recursive=True)))
 '''
@@ -107,35 +113,92 @@ STOLEN = readable({str(reference)!r}) or any(map(readable, glob.glob("/*/*/cours
                                                 first: "if not STOLEN:\n    os.kill(os.getpid(), signal.SIGKILL)"})
 
 
+# What bubblewrap prints where the container forbids new namespaces (then it exits 1).
+NO_NAMESPACES = ("bwrap: No permissions to creating new namespace, likely because the kernel does not allow "
+                 "non-privileged user namespaces.")
+# {run: (submission, whether bubblewrap fails there)}
+RUNS = {"solution": ("solution", False), "mistake": ("mistake", False), "hostile": ("hostile", False),
+        "solution-user": ("solution", True), "hostile-user": ("hostile", True)}
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def failing_bwrap(folder: Path) -> Path:
+    """A folder holding a ``bwrap`` that fails as bubblewrap does in a container without namespaces."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bwrap").write_text(f"#!/bin/sh\necho {NO_NAMESPACES!r} >&2\nexit 1\n")
+    (folder / "bwrap").chmod(0o755)
+    return folder
+
+
+def python_for_every_user() -> str | None:
+    """A Python every user may run that imports this environment's packages (a virtual environment
+    of ``SYSTEM_PYTHON`` in a world-readable folder, when that is this Python's version), or None."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return None
+    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="flowlab-every-user-"))
+    os.chmod(folder, 0o755)
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(folder)], check=True)
+    site = subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(site, "flowlab-environment.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    for script in Path(sys.executable).parent.iterdir():      # the console scripts (nbgrader runs alembic)
+        if not script.name.startswith(("python", "activate")) and not (folder / "bin" / script.name).exists():
+            (folder / "bin" / script.name).symlink_to(script)
+    return str(folder / "bin" / "python")
+
+
 @pytest.fixture(scope="module")
-def graded(bundle, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
-    """``{submission: (results.json, root)}``: each graded by ``run_autograder`` in a root of its own."""
+def every_user_python():
+    python = python_for_every_user()
+    yield python
+    if python:
+        shutil.rmtree(Path(python).parent.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def graded(bundle, tmp_path_factory, every_user_python):
+    """``{run: (results.json, root, output)}``: each graded by ``run_autograder`` in a root of its own
+    (without the user-level runs where there is no Python every user may run)."""
     mutation = load_cases(ASSIGNMENT).mutations[0]
+    no_namespaces = failing_bwrap(tmp_path_factory.mktemp("container") / "bin")
     roots, running = {}, {}
-    for name in ("solution", "mistake", "hostile"):
-        root = roots[name] = tmp_path_factory.mktemp(f"autograder-{name}")
+    for run, (submission, without_bwrap) in RUNS.items():
+        if without_bwrap and every_user_python is None:
+            continue
+        root = roots[run] = Path(tempfile.mkdtemp(prefix=f"flowlab-autograder-{run}-"))
+        os.chmod(root, 0o755)      # as /autograder is: only the lock keeps the references from a job
         with zipfile.ZipFile(bundle) as archive:
             archive.extractall(root / "source")
         data = {"solution": lambda: notebook(ASSIGNMENT, solutions(ASSIGNMENT)),
-                "mistake": lambda: mutated(ASSIGNMENT, mutation), "hostile": lambda: hostile_notebook(root)}[name]()
+                "mistake": lambda: mutated(ASSIGNMENT, mutation), "hostile": lambda: hostile_notebook(root)}[submission]()
         (root / "submission").mkdir()
         (root / "submission" / "my work.ipynb").write_bytes(data)
         environment = {**os.environ, "GRADESCOPE_ROOT": str(root), "FLOWLAB_PYTHON": sys.executable}
-        running[name] = subprocess.Popen(["bash", str(root / "source" / "run_autograder")], env=environment,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if without_bwrap:
+            environment["PATH"] = f"{no_namespaces}:{environment['PATH']}"
+            environment["FLOWLAB_PYTHON"] = every_user_python
+        running[run] = subprocess.Popen(["bash", str(root / "source" / "run_autograder")], env=environment,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found = {}
-    for name, process in running.items():
+    for run, process in running.items():
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 0, output[-3000:]
-        print(name, output[-600:])
-        found[name] = (json.loads((roots[name] / "results" / "results.json").read_text()), roots[name])
-    return found
+        print(run, output[-600:])
+        found[run] = (json.loads((roots[run] / "results" / "results.json").read_text()), roots[run], output)
+    yield found
+    for root in roots.values():
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_run_autograder_gives_full_marks_its_points_and_nothing(graded):
     total = sum(points(ASSIGNMENT).values())
-    solution, mistake, hostile = (graded[name][0] for name in ("solution", "mistake", "hostile"))
+    solution, mistake, hostile = (graded[run][0] for run in ("solution", "mistake", "hostile"))
     assert solution["score"] == total == sum(test["max_score"] for test in solution["tests"])
     assert all(test["status"] == "passed" and test["visibility"] == "after_published" for test in solution["tests"])
     mutation = load_cases(ASSIGNMENT).mutations[0]
@@ -143,9 +206,42 @@ def test_run_autograder_gives_full_marks_its_points_and_nothing(graded):
     assert 0 < mistake["score"] < total and any(mutation.fails.split("/")[0] in test["name"] for test in failed)
     assert all(test["score"] == test["max_score"] for test in mistake["tests"] if test not in failed)
     assert hostile["score"] == 0 and "kernel died" in hostile["output"]
-    for document, root in graded.values():
+    for document, root, output in graded.values():
         assert stat.S_IMODE((root / "source").stat().st_mode) == 0o700, "the references must be root's alone"
         assert "reference" not in json.dumps(document["tests"]).lower()
+        assert "sandbox: bwrap\n" in output or "sandbox: user (" in output
+
+
+@pytest.mark.slow
+def test_where_bubblewrap_cannot_make_namespaces_each_job_runs_as_a_user_of_its_own(graded, every_user_python):
+    """The fallback, where a failing bwrap stands for a container without namespaces: the solution
+    full marks, the hostile notebook (which finds nothing as an unprivileged user) nothing."""
+    if every_user_python is None:
+        pytest.skip(f"no {SYSTEM_PYTHON} of this Python's version to run jobs as an unprivileged user")
+    (solution, _, solution_output), (hostile, _, hostile_output) = graded["solution-user"], graded["hostile-user"]
+    for output in (solution_output, hostile_output):
+        assert "sandbox: user (bubblewrap could not:" in output and "No permissions to creating new namespace" in output
+    assert solution["score"] == sum(points(ASSIGNMENT).values())
+    assert all(test["status"] == "passed" for test in solution["tests"])
+    assert hostile["score"] == 0 and "kernel died" in hostile["output"]
+
+
+def test_a_python_no_unprivileged_user_can_run_stops_the_user_level_with_why(tmp_path, monkeypatch):
+    """Grading every student at 0 ("your kernel died") when the container's Python is under root's
+    0700 home would blame the students: the grader refuses and says what to fix."""
+    if os.geteuid() != 0:
+        pytest.skip("the user level is root's")
+    hidden = tmp_path / "root-only"
+    hidden.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o711)
+    python = hidden / "python"
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(python))
+    work = tmp_path / "work"
+    work.mkdir(mode=0o711)
+    problem = sandbox.user_problem(work, sandbox.Limits())
+    assert problem is not None and f"an unprivileged user could not start {python}" in problem
+    assert "not under a 0700 folder such as /root" in problem
 
 
 def test_the_submission_becomes_one_students_folder_of_its_notebooks(tmp_path):

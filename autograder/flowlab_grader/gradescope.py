@@ -32,7 +32,9 @@ version the references were made with; no CUDA build is pulled in), then the two
    own manual grading; the output says how many points wait for it.
 
 The root of it all is ``$GRADESCOPE_ROOT`` (default ``/autograder``), so that a test can run
-``run_autograder`` in a temporary folder; ``$FLOWLAB_PYTHON`` overrides the Python it uses.
+``run_autograder`` in a temporary folder; ``$FLOWLAB_VENV`` moves the virtual environment,
+``$FLOWLAB_PYTHON`` overrides the Python ``run_autograder`` uses, and ``$FLOWLAB_TORCH_INDEX`` the
+index ``setup.sh`` takes torch from (a mirror, where PyTorch's own cannot be reached).
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubb
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade pip
 # CPU torch first (the version the references were made with), so that no CUDA build is pulled in.
-"$VENV/bin/python" -m pip install "torch=={torch}" --index-url https://download.pytorch.org/whl/cpu
+"$VENV/bin/python" -m pip install "torch=={torch}" --index-url "${{FLOWLAB_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}}"
 # Editable: the environment holds no copy of the library or the grader, only their path, which
 # the notebooks' user cannot read (run_autograder makes the source folder root's alone).
 "$VENV/bin/python" -m pip install -e "$SOURCE/{course}" -e "$SOURCE/{course}/autograder"
@@ -182,14 +184,15 @@ def student_folder(submission: Path, folder: Path) -> Path:
 
 
 def choose_isolation(work: Path, limits: sandbox.Limits) -> sandbox.Isolation:
-    """bubblewrap where the container allows it; else, as root, a user of its own per job."""
+    """bubblewrap where the container allows it; else, as root, a user of its own per job; else
+    ``SandboxUnavailable`` (the notebook would read the references, or could not run at all)."""
     problem = sandbox.bwrap_problem(work, limits)
     if problem is None:
         return sandbox.Isolation("bwrap")
-    if os.geteuid() == 0:
+    fallback = sandbox.user_problem(work, limits)
+    if fallback is None:
         return sandbox.Isolation("user", problem)
-    raise sandbox.SandboxUnavailable(f"neither bubblewrap nor root here ({problem}): the notebook would read the "
-                                     "references")
+    raise sandbox.SandboxUnavailable(f"neither bubblewrap ({problem}) nor a user of its own ({fallback})")
 
 
 def cell_output(cell) -> str:

@@ -1,6 +1,6 @@
 """Run one submission's notebook in a sandbox, from the host (phase 1 of grading).
 
-Two levels; ``probe_isolation`` checks that the first one works here before a batch starts:
+Three levels; ``probe_isolation`` checks that the first one works here before a batch starts:
 
     bwrap        bubblewrap builds the job a file system from an allowlist (``flowlab_grader.allowlist``:
                  the Python installation, the student bundle read-only at /tmp/bundle, its working
@@ -11,7 +11,9 @@ Two levels; ``probe_isolation`` checks that the first one works here before a ba
     user         where bwrap cannot make namespaces but the grader is root (a Gradescope container):
                  no filesystem or network isolation, but every job runs as an unprivileged user of
                  its own, so it reads only what every user may read (keep the references root's
-                 alone: ``flowlab_grader.gradescope`` does) and cannot touch another job
+                 alone: ``flowlab_grader.gradescope`` does) and cannot touch another job;
+                 ``user_problem`` checks first that such a user can start the Python (not one
+                 under root's 0700 home)
     unisolated   only with ``allow_unisolated`` (``flowlab grade --allow-unisolated``), where bwrap
                  is missing or cannot make namespaces: the notebook runs as the grader's user and
                  sees the host's whole file system and network (a user of its own could not even
@@ -263,42 +265,65 @@ def probe_isolation(work: Path, limits: Limits, allow_unisolated: bool = False) 
                              "stops here; pass --allow-unisolated to grade anyway.")
 
 
+def _probe(work: Path, name: str, level: str, limits: Limits, code: str, uid: int, device: str = "cpu") -> tuple[bool, str]:
+    """Run ``python -c code`` as a job of its own (``work/probe-name``, user ``uid``) at ``level``;
+    returns ``(exited 0, its output)``."""
+    folder = work / f"probe-{name}"
+    box, bundle = folder / "box", folder / "bundle"
+    for path in (box / "home", box / "tmp", bundle):
+        path.mkdir(parents=True, exist_ok=True)
+    job = Job(box, bundle, uid=uid, device=device)
+    prepare_box_permissions(job)
+    outcome = run(job, level, ["-c", code], limits, folder / "log.txt", timeout=180)
+    return outcome.returncode == 0, (folder / "log.txt").read_text(errors="replace")
+
+
+def _tail(text: str, characters: int) -> str:
+    """The end of a probe's output, on one line."""
+    return " ".join(text.split())[-characters:]
+
+
+# What a probe job prints: where its Python lives and who it runs as.
+WHO_PROBE = "import sys, os, torch, nbclient; print(os.path.realpath(sys.base_prefix)); print(os.getuid())"
+
+
+def _ran_as(text: str, user: int) -> bool:
+    return text.split()[-2:] == [os.path.realpath(sys.base_prefix), str(user)]
+
+
 def bwrap_problem(work: Path, limits: Limits) -> str | None:
     """Why bwrap cannot sandbox a Python job here, or ``None`` when it can."""
     if shutil.which("bwrap") is None:
         return f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}"
-    folder = work / "probe-bwrap"
-    box, bundle = folder / "box", folder / "bundle"
-    for path in (box / "home", box / "tmp", bundle):
-        path.mkdir(parents=True, exist_ok=True)
-    job = Job(box, bundle, uid=probe_uid())
-    prepare_box_permissions(job)
-    user = job.uid if os.geteuid() == 0 else os.getuid()
-    probe = "import sys, os, torch, nbclient; print(os.path.realpath(sys.base_prefix)); print(os.getuid())"
-    outcome = run(job, "bwrap", ["-c", probe], limits, folder / "log.txt", timeout=180)
-    text = (folder / "log.txt").read_text(errors="replace")
-    if outcome.returncode == 0 and text.split()[-2:] == [os.path.realpath(sys.base_prefix), str(user)]:
+    user = probe_uid() if os.geteuid() == 0 else os.getuid()
+    ran, text = _probe(work, "bwrap", "bwrap", limits, WHO_PROBE, probe_uid())
+    if ran and _ran_as(text, user):
         return None
     hint = CONTAINER_HINT if os.geteuid() == 0 else USERNS_HINT
-    return f"bwrap could not start a sandboxed Python ({' '.join(text.split()[-12:])[:300]}); {hint}"
+    return f"bwrap could not start a sandboxed Python ({_tail(text, 300)}); {hint}"
+
+
+def user_problem(work: Path, limits: Limits) -> str | None:
+    """Why a job cannot run at the ``user`` level here (as an unprivileged user of its own), or
+    ``None`` when it can: it needs root, and a Python that every user may run and import from."""
+    if os.geteuid() != 0:
+        return "the user level needs the grader to run as root (to give each job a user of its own)"
+    ran, text = _probe(work, "user", "user", limits, WHO_PROBE, probe_uid() - 2)
+    if ran and _ran_as(text, probe_uid() - 2):
+        return None
+    return (f"an unprivileged user could not start {sys.executable} ({_tail(text, 300)}); the Python "
+            f"and its packages must lie where every user may read (not under a 0700 folder such as /root)")
 
 
 def device_problem(work: Path, level: str, limits: Limits, device: str) -> str | None:
     """Why a job at ``level`` cannot compute on ``device`` under ``limits`` here, or ``None``
     when it can (a sandboxed Python moves a tensor there and back)."""
-    folder = work / f"probe-{device}"
-    box, bundle = folder / "box", folder / "bundle"
-    for path in (box / "home", box / "tmp", bundle):
-        path.mkdir(parents=True, exist_ok=True)
-    job = Job(box, bundle, uid=probe_uid() - 1, device=device)
-    prepare_box_permissions(job)
     probe = (f"import torch; print(torch.ones(2, device={device!r}).add_(1).sum().item()); "
              f"print(torch.cuda.get_device_name(0) if {device!r} == 'cuda' else '')")
-    outcome = run(job, level, ["-c", probe], limits, folder / "log.txt", timeout=180)
-    text = (folder / "log.txt").read_text(errors="replace")
-    if outcome.returncode == 0 and "4.0" in text.split("\n"):
+    ran, text = _probe(work, device, level, limits, probe, probe_uid() - 1, device)
+    if ran and "4.0" in text.split("\n"):
         return None
-    return (f"a sandboxed Python could not compute on {device} ({' '.join(text.split()[-16:])[:400]}); "
+    return (f"a sandboxed Python could not compute on {device} ({_tail(text, 400)}); "
             f"if the data limit stops it, raise --memory-gib (now {limits.memory / 2**30:g} GiB)")
 
 
