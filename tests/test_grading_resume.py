@@ -220,10 +220,18 @@ def test_ctrl_c_kills_the_running_jobs_and_starts_no_other(tmp_path):
     threading.Thread(target=press_ctrl_c_when_two_run, daemon=True).start()
     finished = []
     assert batch.run_all(range(5), job, 2, finished.append, lambda: None, stop) is True
-    deadline = time.monotonic() + 10        # once, with two loaded test workers, one outcome was missing here
-    while len(outcomes) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert outcomes == {0: -signal.SIGKILL, 1: -signal.SIGKILL} and finished == [] and stop.stopped
+
+
+def test_a_ctrl_c_while_jobs_are_handed_out_comes_after_them():
+    """The signal sent inside ``signals_held`` is delivered as the block ends, not in it."""
+    handed_out = []
+    with pytest.raises(KeyboardInterrupt):
+        with batch.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            handed_out.append("all")
+    assert handed_out == ["all"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_job_started_after_the_stop_is_killed_at_once(tmp_path):

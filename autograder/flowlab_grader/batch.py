@@ -5,7 +5,8 @@ so a terminal's Ctrl-C reaches the grader alone. ``run_all`` catches it (``Keybo
 in the main thread, which waits in one-second slices so that the signal is seen at once),
 flips the ``Stop`` switch, which kills every running job's process group (and with it the
 sandbox: bwrap runs with ``--die-with-parent``), lets the threads return and drops the jobs
-not started. A job stopped this way is unfinished: its caller must not record it.
+not started. A Ctrl-C while the jobs are handed to the pool waits until they all are
+(``signals_held``), so that the pool knows every thread it must wait for. A job stopped this way is unfinished: its caller must not record it.
 """
 from __future__ import annotations
 
@@ -61,10 +62,12 @@ def run_all(tasks: Iterable[Task], job: Callable[[Task], Done], jobs: int, finis
     main thread as it returns, ``waiting()`` about every second. Returns ``True`` when Ctrl-C
     (or a ``KeyboardInterrupt`` from ``finished``/``waiting``) stopped the batch: then ``stop``
     has killed the running jobs, no other job starts, and every thread has returned."""
+    tasks = list(tasks)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
     pending = set()
     try:
-        pending = {pool.submit(job, task) for task in tasks}
+        with signals_held():
+            pending = {pool.submit(job, task) for task in tasks}
         while pending:
             done, pending = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
@@ -78,6 +81,30 @@ def run_all(tasks: Iterable[Task], job: Callable[[Task], Done], jobs: int, finis
         return True
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold ``signals`` back for the block, and raise them again after it, to their own handlers.
+
+    ``run_all`` submits its jobs inside: a Ctrl-C in the middle of ``ThreadPoolExecutor.submit``
+    (after a worker thread started, before the pool recorded it) would leave a thread that
+    ``shutdown`` does not wait for, still running its job after the batch has returned. Outside
+    the main thread, where no handler can be set (nor a ``KeyboardInterrupt`` raised), it changes
+    nothing."""
+    held: list[int] = []
+    try:
+        previous = {number: signal.signal(number, lambda number, frame: held.append(number)) for number in signals}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            signal.raise_signal(number)
 
 
 @contextlib.contextmanager
