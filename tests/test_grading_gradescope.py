@@ -95,21 +95,21 @@ def test_the_user_level_runs_the_launcher_as_the_jobs_own_user_without_bubblewra
     assert ("RLIMIT_NPROC" in spec["limits"]) == (os.geteuid() == 0)
 
 
-def hostile_notebook(root: Path) -> bytes:
+def hostile_notebook(root: Path, assignment=ASSIGNMENT) -> bytes:
     """The solution, every function guarded (the solution cells that define one; written answers
     stay): it works only if the references were read; after the first graded function, the
     kernel kills itself unless they were."""
-    reference = root / "source" / "course" / "autograder" / "references" / f"{ASSIGNMENT.name}.npz"
+    reference = root / "source" / "course" / "autograder" / "references" / f"{assignment.name}.npz"
     steal = f'''
 import glob, os, signal{READABLE}
 STOLEN = readable({str(reference)!r}) or any(map(readable, glob.glob("/*/*/course/autograder/references/*")
                                                    + glob.glob("/autograder/source/**/*.npz", recursive=True)))
 '''
-    right = {cell: code for cell, code in solutions(ASSIGNMENT).items() if "def " in code and '"""' in code}
+    right = {cell: code for cell, code in solutions(assignment).items() if "def " in code and '"""' in code}
     guarded = {cell: after_docstring(code, "if not STOLEN:\n    raise RuntimeError('nothing stolen')")
                for cell, code in right.items()}
     first = next(iter(right))
-    return notebook(ASSIGNMENT, guarded, after={setup_cell(ASSIGNMENT): steal,
+    return notebook(assignment, guarded, after={setup_cell(assignment): steal,
                                                 first: "if not STOLEN:\n    os.kill(os.getpid(), signal.SIGKILL)"})
 
 
