@@ -25,7 +25,7 @@ from nbgrader.server_extensions.formgrader import handlers as formgrader_handler
 from flowlab import cli
 from flowlab_grader import overwrite
 from flowlab_grader.commands import written_answers_line
-from flowlab_grader.answers import answer_points, autograded_points, instructor_text, is_answer_cell
+from flowlab_grader.answers import answer_points, autograded_points, code_answer_ids, instructor_text, is_answer_cell
 from flowlab_grader.course import Assignment, course_dir
 from flowlab_grader.grade import COLUMNS, PreparedAssignment, grade
 from flowlab_grader.gradebook import GradedSubmission, Layout, database_url, write_scores
@@ -307,6 +307,27 @@ def test_the_gradebook_takes_answer_cells_added_after_a_submission_was_recorded(
         assert book.find_comment("answer_why", NAME, NAME, "ada") is not None, "the formgrader's comment box"
     assert manual_scores(path) == {("ada", NAME): {"answer_why": None}}
 
+
+
+def test_the_gradebook_records_each_answer_cell_as_the_kind_of_cell_it_is(tmp_path):
+    """A derivation in code is a code cell in nbgrader's gradebook (the formgrader shows it so)."""
+    path = tmp_path / "gradebook.db"
+    layout = Layout(NAME, {"hidden_interpolate": 2.0}, {"answer_why": 3.0, "answer_code": 1.0}, frozenset({"answer_code"}))
+    write_scores(path, {NAME: layout}, [GradedSubmission("ada", NAME, NAME, {"hidden_interpolate": 1.0})])
+    with Gradebook(database_url(path)) as book:
+        kinds = {cell: book.find_grade_cell(cell, NAME, NAME).cell_type
+                 for cell in ("hidden_interpolate", "answer_why", "answer_code")}
+    assert kinds == {"hidden_interpolate": "code", "answer_why": "markdown", "answer_code": "code"}
+
+
+def test_code_answer_ids_are_the_answer_cells_that_are_code():
+    cells = [nbformat.v4.new_markdown_cell("why", metadata={"nbgrader": {"grade": True, "solution": True,
+                                                                          "grade_id": "answer_why", "points": 2}}),
+             nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "solution": True,
+                                                                        "grade_id": "answer_code", "points": 1}}),
+             nbformat.v4.new_code_cell("", metadata={"nbgrader": {"grade": True, "solution": False,
+                                                                   "grade_id": "hidden_f", "points": 1}})]
+    assert code_answer_ids(nbformat.v4.new_notebook(cells=cells)) == {"answer_code"}
 
 
 def test_merge_manual_explains_a_folder_that_is_no_results_folder(tmp_path, capsys):

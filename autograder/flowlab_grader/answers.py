@@ -54,6 +54,12 @@ def answer_points(notebook: NotebookNode) -> dict[str, float]:
     return _points(cell for cell in notebook.cells if is_answer_cell(cell))
 
 
+def code_answer_ids(notebook: NotebookNode) -> frozenset[str]:
+    """The grade ids of the notebook's answer cells that are code cells."""
+    return frozenset(nbgrader_metadata(cell)["grade_id"] for cell in notebook.cells
+                     if is_answer_cell(cell) and cell.cell_type == "code")
+
+
 def autograded_points(notebook: NotebookNode) -> dict[str, float]:
     """``{grade_id: points}`` of the notebook's automatically graded (hidden test) cells, in order."""
     return _points(cell for cell in notebook.cells if is_test_cell(cell))

@@ -44,7 +44,7 @@ import nbformat
 from flowlab.runtime.codec import save_bundle
 from flowlab.runtime.reference_set import ReferenceSet
 from flowlab_grader import devices, sandbox
-from flowlab_grader.answers import answer_points, autograded_points
+from flowlab_grader.answers import answer_points, autograded_points, code_answer_ids
 from flowlab_grader.batch import Stop, run_all
 from flowlab_grader.course import Assignment, assignments
 from flowlab_grader.gradebook import GradedSubmission, Layout, write_scores
@@ -72,12 +72,13 @@ class PreparedAssignment:
     gradebook: str = ""
     bundle: Path | None = None
     manual: dict[str, float] = field(default_factory=dict)  # answer cells: {grade_id: points}, for people
+    code_answers: frozenset[str] = frozenset()              # those of them that are code cells
 
     @classmethod
     def load(cls, assignment: Assignment) -> "PreparedAssignment":
         source = nbformat.read(assignment.source_notebook, as_version=4)
         return cls(assignment, ReferenceSet.load(assignment.references_file), autograded_points(source),
-                   manual=answer_points(source))
+                   manual=answer_points(source), code_answers=code_answer_ids(source))
 
     def notebook_to_grade(self, submitted: bytes) -> nbformat.NotebookNode:
         """The submitted notebook with the instructor's cells restored; ``ValueError`` for garbage."""
@@ -204,7 +205,8 @@ def make_runnable(prepared: dict[str, PreparedAssignment], work: Path) -> None:
 def write_summaries(out: Path, results: list[Result], by_name: dict[str, PreparedAssignment], report: dict) -> None:
     """``grades.csv``, the gradebook and ``grading.json`` (``report``) from ``results``."""
     write_csv(out / "grades.csv", results)
-    layouts = {name: Layout(prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points, prepared.manual)
+    layouts = {name: Layout(prepared.assignment.notebook_name.removesuffix(".ipynb"), prepared.points, prepared.manual,
+                            prepared.code_answers)
                for name, prepared in by_name.items()}
     write_scores(out / "gradebook.db", layouts, [
         GradedSubmission(r.student, r.assignment, layouts[r.assignment].notebook,

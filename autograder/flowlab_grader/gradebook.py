@@ -31,10 +31,12 @@ class GradedSubmission:
 @dataclass(frozen=True)
 class Layout:
     """An assignment's notebook and its grade cells: hidden-test cells ``tests`` and manually
-    graded answer cells ``answers`` (``{grade_id: points}`` each)."""
+    graded answer cells ``answers`` (``{grade_id: points}`` each), of which ``code_answers`` are
+    code cells (the others markdown)."""
     notebook: str
     tests: dict[str, float]
     answers: dict[str, float] = field(default_factory=dict)
+    code_answers: frozenset[str] = frozenset()
 
 
 def database_url(path: Path) -> str:
@@ -50,7 +52,7 @@ def register(gradebook: Gradebook, assignment: str, layout: Layout) -> None:
                                               cell_type="code")
     for cell, value in layout.answers.items():
         gradebook.update_or_create_grade_cell(cell, layout.notebook, assignment, max_score=float(value),
-                                              cell_type="markdown")
+                                              cell_type="code" if cell in layout.code_answers else "markdown")
         gradebook.update_or_create_solution_cell(cell, layout.notebook, assignment)
 
 
