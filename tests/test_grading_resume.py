@@ -233,6 +233,14 @@ def test_a_ctrl_c_while_jobs_are_handed_out_comes_after_them():
             handed_out.append("all")
     assert handed_out == ["all"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+    def elsewhere():                        # no handler can be set outside the main thread: nothing held
+        with batch.signals_held():
+            handed_out.append("from a thread")
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert handed_out == ["all", "from a thread"]
+
 
 def test_a_job_started_after_the_stop_is_killed_at_once(tmp_path):
     stop = batch.Stop()

@@ -84,6 +84,23 @@ def run_all(tasks: Iterable[Task], job: Callable[[Task], Done], jobs: int, finis
 
 
 @contextlib.contextmanager
+def _handling(handlers: dict[int, Callable]) -> Iterator[bool]:
+    """Within this block each signal of ``handlers`` goes to its handler; yields whether they were
+    set (not outside the main thread, where Python lets no handler be set)."""
+    previous = {}
+    try:
+        for number, handler in handlers.items():
+            previous[number] = signal.signal(number, handler)
+    except ValueError:
+        pass
+    try:
+        yield len(previous) == len(handlers)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
 def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
     """Hold ``signals`` back for the block, and raise them again after it, to their own handlers.
 
@@ -94,15 +111,9 @@ def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> 
     nothing."""
     held: list[int] = []
     try:
-        previous = {number: signal.signal(number, lambda number, frame: held.append(number)) for number in signals}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
+        with _handling({number: lambda number, frame: held.append(number) for number in signals}):
+            yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         for number in dict.fromkeys(held):
             signal.raise_signal(number)
 
@@ -113,12 +124,5 @@ def terminate_as_interrupt() -> Iterator[None]:
     does; outside the main thread, where no handler can be set, it changes nothing."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:
+    with _handling({signal.SIGTERM: interrupt}):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
