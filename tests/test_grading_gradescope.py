@@ -20,7 +20,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments
 from flowlab_grader.results import Result
 from flowlab_grader.scoring import CaseResult, CellScore
+import every_user_python as every_user
 from grading_hostile import READABLE
 from test_grading_end_to_end import after_docstring, mutated, notebook, points, setup_cell, solutions
 
@@ -119,7 +119,6 @@ NO_NAMESPACES = ("bwrap: No permissions to creating new namespace, likely becaus
 # {run: (submission, whether bubblewrap fails there)}
 RUNS = {"solution": ("solution", False), "mistake": ("mistake", False), "hostile": ("hostile", False),
         "solution-user": ("solution", True), "hostile-user": ("hostile", True)}
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def failing_bwrap(folder: Path) -> Path:
@@ -130,34 +129,11 @@ def failing_bwrap(folder: Path) -> Path:
     return folder
 
 
-def python_for_every_user() -> str | None:
-    """A Python every user may run that imports this environment's packages (a virtual environment
-    of ``SYSTEM_PYTHON`` in a world-readable folder, when that is this Python's version), or None."""
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return None
-    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                             capture_output=True, text=True).stdout.strip()
-    if version != str(sys.version_info[:2]):
-        return None
-    folder = Path(tempfile.mkdtemp(prefix="flowlab-every-user-"))
-    os.chmod(folder, 0o755)
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(folder)], check=True)
-    site = subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    ours = sysconfig.get_paths()["purelib"]
-    Path(site, "flowlab-environment.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    for script in Path(sys.executable).parent.iterdir():      # the console scripts (nbgrader runs alembic)
-        if not script.name.startswith(("python", "activate")) and not (folder / "bin" / script.name).exists():
-            (folder / "bin" / script.name).symlink_to(script)
-    return str(folder / "bin" / "python")
-
-
 @pytest.fixture(scope="module")
 def every_user_python():
-    python = python_for_every_user()
+    python = every_user.make()
     yield python
-    if python:
-        shutil.rmtree(Path(python).parent.parent, ignore_errors=True)
+    every_user.remove(python)
 
 
 @pytest.fixture(scope="module")
@@ -217,31 +193,13 @@ def test_where_bubblewrap_cannot_make_namespaces_each_job_runs_as_a_user_of_its_
     """The fallback, where a failing bwrap stands for a container without namespaces: the solution
     full marks, the hostile notebook (which finds nothing as an unprivileged user) nothing."""
     if every_user_python is None:
-        pytest.skip(f"no {SYSTEM_PYTHON} of this Python's version to run jobs as an unprivileged user")
+        pytest.skip(f"no {every_user.SYSTEM_PYTHON} of this Python's version to run jobs as an unprivileged user")
     (solution, _, solution_output), (hostile, _, hostile_output) = graded["solution-user"], graded["hostile-user"]
     for output in (solution_output, hostile_output):
         assert "sandbox: user (bubblewrap could not:" in output and "No permissions to creating new namespace" in output
     assert solution["score"] == sum(points(ASSIGNMENT).values())
     assert all(test["status"] == "passed" for test in solution["tests"])
     assert hostile["score"] == 0 and "kernel died" in hostile["output"]
-
-
-def test_a_python_no_unprivileged_user_can_run_stops_the_user_level_with_why(tmp_path, monkeypatch):
-    """Grading every student at 0 ("your kernel died") when the container's Python is under root's
-    0700 home would blame the students: the grader refuses and says what to fix."""
-    if os.geteuid() != 0:
-        pytest.skip("the user level is root's")
-    hidden = tmp_path / "root-only"
-    hidden.mkdir(mode=0o700)
-    os.chmod(tmp_path, 0o711)
-    python = hidden / "python"
-    python.symlink_to(sys.executable)
-    monkeypatch.setattr(sys, "executable", str(python))
-    work = tmp_path / "work"
-    work.mkdir(mode=0o711)
-    problem = sandbox.user_problem(work, sandbox.Limits())
-    assert problem is not None and f"an unprivileged user could not start {python}" in problem
-    assert "not under a 0700 folder such as /root" in problem
 
 
 def test_the_submission_becomes_one_students_folder_of_its_notebooks(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from flowlab_grader import allowlist, sandbox
 from flowlab_grader.course import repository_dir
+import every_user_python as every_user
 from grading_hostile import SEARCH, plant_decoy, remove_decoy
 
 PROBE = """
@@ -36,6 +37,26 @@ for target in ["written.txt", *sys.argv[2:]]:
         with open(target, "w") as handle:
             handle.write("mine")
         report["wrote"].append(target)
+    except OSError:
+        pass
+print(json.dumps(report))
+"""
+# At the user level (no /etc/passwd entry for the job's uid): its uid, and which of its arguments
+# (paths) it could write, then read.
+USER_PROBE = """
+import json, os, sys
+report = {"uid": os.getuid(), "inherited": "SECRET_TOKEN" in os.environ,
+          "sees_bundle": os.path.exists(os.environ["PYTHONPATH"] + "/flowlab/__init__.py"), "wrote": [], "read": {}}
+for target in ["written.txt", *sys.argv[1:]]:
+    try:
+        with open(target, "a") as handle:
+            handle.write("mine")
+        report["wrote"].append(target)
+    except OSError:
+        pass
+for target in sys.argv[1:]:
+    try:
+        report["read"][target] = open(target).read()
     except OSError:
         pass
 print(json.dumps(report))
@@ -196,9 +217,56 @@ def test_without_bwrap_grading_refuses_unless_allowed(work, monkeypatch, tmp_pat
     with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*--allow-unisolated"):
         sandbox.probe_isolation(work, LIMITS)
     allowed = sandbox.probe_isolation(work, LIMITS, allow_unisolated=True)
-    assert allowed.level == "unisolated" and "not installed" in allowed.reason
+    assert allowed.level == ("user" if sandbox.user_problem(work, LIMITS) is None else "unisolated")
+    assert "not installed" in allowed.reason
     report = allowed.report(LIMITS)
     assert report["filesystem"].startswith("none") and report["network"].startswith("on")
+
+
+@pytest.fixture(scope="module")
+def every_user_python():
+    python = every_user.make()
+    yield python
+    every_user.remove(python)
+
+
+def test_allowed_without_bwrap_a_root_grader_gives_each_job_a_user_of_its_own(work, monkeypatch, tmp_path,
+                                                                                every_user_python):
+    """``--allow-unisolated`` as root, where a user of its own can start the Python (as
+    ``/usr/bin/python3``): the ``user`` level, not the grader's own user; the job cannot read a
+    file of root's nor write into another job's working copy."""
+    if os.geteuid() != 0 or every_user_python is None:
+        pytest.skip("needs root and a Python every user may run (tests/every_user_python.py)")
+    monkeypatch.setenv("PATH", str(tmp_path))            # a machine where bwrap is not installed
+    monkeypatch.setattr(sys, "executable", every_user_python)
+    allowed = sandbox.probe_isolation(work, LIMITS, allow_unisolated=True)
+    assert allowed.level == "user" and "not installed" in allowed.reason
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root's")
+    os.chmod(secret, 0o600)
+    other = job(work, "user-other", 7)
+    os.environ["SECRET_TOKEN"] = "x"
+    try:
+        report, run = run_script(work, "user", "user-level", USER_PROBE, [str(other.box / "x.txt"), str(secret)],
+                                 uid_index=6)
+    finally:
+        del os.environ["SECRET_TOKEN"]
+    assert report["uid"] == run.uid != 0 and report["wrote"] == ["written.txt"] and report["read"] == {}
+    assert report["sees_bundle"] and not report["inherited"]
+
+
+def test_a_python_no_unprivileged_user_can_run_rules_out_the_user_level(work, monkeypatch, tmp_path):
+    """Grading every student at 0 ("your kernel died") because the Python sits under root's 0700
+    home would blame the students: the probe says what to fix instead."""
+    if os.geteuid() != 0:
+        pytest.skip("the user level is root's")
+    hidden = tmp_path / "root-only"
+    hidden.mkdir(mode=0o700)
+    (hidden / "python").symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(hidden / "python"))
+    problem = sandbox.user_problem(work, LIMITS)
+    assert problem is not None and f"an unprivileged user could not start {hidden / 'python'}" in problem
+    assert "not under a 0700 folder such as /root" in problem
 
 
 def test_flowlab_grade_without_bwrap_stops_before_grading(monkeypatch, tmp_path, capsys):

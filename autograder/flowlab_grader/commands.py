@@ -200,7 +200,7 @@ def cli_commands() -> list[Command]:
                      help="data segment per process, RLIMIT_DATA (default: %(default)s)"),
             argument("--allow-unisolated", action="store_true",
                      help="grade even where bubblewrap cannot isolate the file system (notebooks then read "
-                          "whatever their user can read)"),
+                          "whatever their user can read; as root, each job gets a user of its own where it can)"),
             argument("--keep-work", action="store_true", help="keep the working copies (with outputs) for debugging"),
             argument("--shard", metavar="K/N",
                      help="grade only slice K of N (every N-th submission from the K-th, in sorted order) into "

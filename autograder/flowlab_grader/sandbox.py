@@ -8,18 +8,17 @@ Three levels; ``probe_isolation`` checks that the first one works here before a 
                  new PID, network (loopback only), IPC and UTS namespaces. As root, every job runs
                  as a user of its own (one uid per submission); without root, as the caller, in an
                  unprivileged user namespace.
-    user         where bwrap cannot make namespaces but the grader is root (a Gradescope container):
-                 no filesystem or network isolation, but every job runs as an unprivileged user of
-                 its own, so it reads only what every user may read (keep the references root's
-                 alone: ``flowlab_grader.gradescope`` does) and cannot touch another job;
-                 ``user_problem`` checks first that such a user can start the Python (not one
-                 under root's 0700 home)
-    unisolated   only with ``allow_unisolated`` (``flowlab grade --allow-unisolated``), where bwrap
-                 is missing or cannot make namespaces: the notebook runs as the grader's user and
-                 sees the host's whole file system and network (a user of its own could not even
-                 start a Python installed under root's 0700 home); the limits still hold.
+    user         where bwrap cannot make namespaces but the grader is root (a Gradescope container;
+                 ``flowlab grade --allow-unisolated`` as root): no filesystem or network isolation,
+                 but every job runs as an unprivileged user of its own, so it reads only what every
+                 user may read (keep the references root's alone: ``flowlab_grader.gradescope``
+                 does) and cannot touch the grader or another job; ``user_problem`` checks first
+                 that such a user can start the Python (not one under root's 0700 home)
+    unisolated   only with ``allow_unisolated``, where neither of the others can be had: the
+                 notebook runs as the grader's user and sees the host's whole file system and
+                 network; the limits still hold.
 
-Both levels start the job through the launcher ``flowlab_grader.jail``, which sets the resource
+Every level starts the job through the launcher ``flowlab_grader.jail``, which sets the resource
 limits (data segment, processes, file size, CPU time, open files, no core dumps) and becomes the
 job's user before the notebook's Python starts; the environment is built from scratch (a HOME in
 the working copy, ``PYTHONNOUSERSITE=1``), and the host kills the whole job at the notebook's
@@ -254,12 +253,16 @@ def kill_user(uid: int) -> None:
 
 def probe_isolation(work: Path, limits: Limits, allow_unisolated: bool = False) -> Isolation:
     """``bwrap`` when a sandboxed Python starts here (torch and nbclient import, as the right user);
-    else ``unisolated`` if allowed, else ``SandboxUnavailable`` saying what to install or enable."""
+    else, if allowed, ``user`` where the grader is root and a user of its own can run the Python
+    (a notebook then cannot touch the grader, the results or another job), else ``unisolated``;
+    else ``SandboxUnavailable`` saying what to install or enable."""
     problem = bwrap_problem(work, limits)
     if problem is None:
         return Isolation("bwrap")
     if allow_unisolated:
-        return Isolation("unisolated", problem)
+        fallback = user_problem(work, limits)
+        return Isolation("user" if fallback is None else "unisolated",
+                         problem if fallback is None else f"{problem}; and no user of its own: {fallback}")
     raise SandboxUnavailable(f"no filesystem isolation: {problem}. Without it a notebook can read every file "
                              "the grader can (another copy of the course and its references included), so grading "
                              "stops here; pass --allow-unisolated to grade anyway.")
@@ -288,6 +291,7 @@ WHO_PROBE = "import sys, os, torch, nbclient; print(os.path.realpath(sys.base_pr
 
 
 def _ran_as(text: str, user: int) -> bool:
+    """The probe ran this Python (the sandbox lent the right one) as ``user``."""
     return text.split()[-2:] == [os.path.realpath(sys.base_prefix), str(user)]
 
 
@@ -309,7 +313,7 @@ def user_problem(work: Path, limits: Limits) -> str | None:
     if os.geteuid() != 0:
         return "the user level needs the grader to run as root (to give each job a user of its own)"
     ran, text = _probe(work, "user", "user", limits, WHO_PROBE, probe_uid() - 2)
-    if ran and _ran_as(text, probe_uid() - 2):
+    if ran and text.split()[-1:] == [str(probe_uid() - 2)]:
         return None
     return (f"an unprivileged user could not start {sys.executable} ({_tail(text, 300)}); the Python "
             f"and its packages must lie where every user may read (not under a 0700 folder such as /root)")
