@@ -242,7 +242,7 @@ def run(root: Path) -> dict:
         (result,) = grade(submissions, work / "results", jobs=1, limits=limits, only=config["assignment"],
                           isolation=isolation)
         print(f"sandbox: {isolation.level}" + (f" (bubblewrap could not: {isolation.reason})" if isolation.reason else ""))
-        print(f"{result.status}: {result.reason}")
+        print(result.status + (f": {result.reason}" if result.reason else ""))
         document = results_document(result, config["visibility"], time.monotonic() - start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
