@@ -197,7 +197,21 @@ def test_progress_without_anything_run_yet_has_no_eta_and_a_live_bar_shows_the_c
 
 # ---- stopping a batch -------------------------------------------------------------------------------
 
-def test_ctrl_c_kills_the_running_jobs_and_starts_no_other(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises ``KeyboardInterrupt`` during the test, as in a terminal: a test run started in
+    the background of a shell without job control inherits SIGINT ignored, and Python keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def ungrab_ctrl_c() -> None:
+    """In a child before it runs ``flowlab``: SIGINT back to its default, so Python handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_kills_the_running_jobs_and_starts_no_other(tmp_path, ctrl_c_raises):
     stop, outcomes, started = batch.Stop(), {}, threading.Semaphore(0)
 
     def job(index):
@@ -223,7 +237,7 @@ def test_ctrl_c_kills_the_running_jobs_and_starts_no_other(tmp_path):
     assert outcomes == {0: -signal.SIGKILL, 1: -signal.SIGKILL} and finished == [] and stop.stopped
 
 
-def test_a_ctrl_c_while_jobs_are_handed_out_comes_after_them():
+def test_a_ctrl_c_while_jobs_are_handed_out_comes_after_them(ctrl_c_raises):
     """The signal sent inside ``signals_held`` is delivered as the block ends, not in it."""
     handed_out = []
     with pytest.raises(KeyboardInterrupt):
@@ -302,7 +316,7 @@ class Grader:
                    "--assignment", ASSIGNMENT.name, "--jobs", "1", "--cell-timeout", str(LIMITS.cell_timeout),
                    "--notebook-timeout", str(LIMITS.notebook_timeout), "--allow-unisolated"]
         process = subprocess.Popen(command, env=self.environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, cwd=repository_dir())
+                                   text=True, cwd=repository_dir(), preexec_fn=ungrab_ctrl_c)
         deadline = time.monotonic() + 900
         while not list(out.glob("submissions/*/*/result.json")):
             assert process.poll() is None and time.monotonic() < deadline, "no result was saved"
