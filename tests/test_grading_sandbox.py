@@ -19,9 +19,15 @@ from flowlab_grader.course import repository_dir
 import every_user_python as every_user
 from grading_hostile import SEARCH, plant_decoy, remove_decoy
 
+# What a job sees: argv[1] is a port to try on loopback, argv[2:] paths to write, then read.
+# (At the user level the job's uid has no /etc/passwd entry: no account.)
 PROBE = """
 import json, os, pwd, resource, socket, sys
-report = {"uid": os.getuid(), "account": pwd.getpwuid(os.getuid()).pw_name, "cwd": os.getcwd(), "home": os.environ["HOME"], "root": sorted(os.listdir("/")),
+try:
+    account = pwd.getpwuid(os.getuid()).pw_name
+except KeyError:
+    account = None
+report = {"uid": os.getuid(), "account": account, "cwd": os.getcwd(), "home": os.environ["HOME"], "root": sorted(os.listdir("/")),
           "nouser": os.environ.get("PYTHONNOUSERSITE"), "inherited": "SECRET_TOKEN" in os.environ,
           "sees_bundle": os.path.exists(os.environ["PYTHONPATH"] + "/flowlab/__init__.py"),
           "limits": {name: resource.getrlimit(getattr(resource, name))[0]
@@ -31,30 +37,15 @@ try:
     report["network"] = True
 except OSError:
     report["network"] = False
-report["wrote"] = []
+report["wrote"], report["read"] = [], {}
 for target in ["written.txt", *sys.argv[2:]]:
-    try:
-        with open(target, "w") as handle:
-            handle.write("mine")
-        report["wrote"].append(target)
-    except OSError:
-        pass
-print(json.dumps(report))
-"""
-# At the user level (no /etc/passwd entry for the job's uid): its uid, and which of its arguments
-# (paths) it could write, then read.
-USER_PROBE = """
-import json, os, sys
-report = {"uid": os.getuid(), "inherited": "SECRET_TOKEN" in os.environ,
-          "sees_bundle": os.path.exists(os.environ["PYTHONPATH"] + "/flowlab/__init__.py"), "wrote": [], "read": {}}
-for target in ["written.txt", *sys.argv[1:]]:
     try:
         with open(target, "a") as handle:
             handle.write("mine")
         report["wrote"].append(target)
     except OSError:
         pass
-for target in sys.argv[1:]:
+for target in sys.argv[2:]:
     try:
         report["read"][target] = open(target).read()
     except OSError:
@@ -247,7 +238,7 @@ def test_allowed_without_bwrap_a_root_grader_gives_each_job_a_user_of_its_own(wo
     other = job(work, "user-other", 7)
     os.environ["SECRET_TOKEN"] = "x"
     try:
-        report, run = run_script(work, "user", "user-level", USER_PROBE, [str(other.box / "x.txt"), str(secret)],
+        report, run = run_script(work, "user", "user-level", PROBE, ["1", str(other.box / "x.txt"), str(secret)],
                                  uid_index=6)
     finally:
         del os.environ["SECRET_TOKEN"]
