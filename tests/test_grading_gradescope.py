@@ -202,6 +202,31 @@ def test_where_bubblewrap_cannot_make_namespaces_each_job_runs_as_a_user_of_its_
     assert hostile["score"] == 0 and "kernel died" in hostile["output"]
 
 
+def test_where_no_sandbox_can_be_had_run_autograder_fails_loudly_not_the_student(bundle, tmp_path):
+    """No namespaces and a Python no unprivileged user can start (here: behind a 0700 folder):
+    ``run_autograder`` exits non-zero (Gradescope shows the autograder as broken) and its
+    results.json gives no score as the student's own, saying the autograder failed."""
+    if os.geteuid() != 0:
+        pytest.skip("the user level is root's")
+    root = Path(tempfile.mkdtemp(prefix="flowlab-autograder-refused-", dir=tmp_path))
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(root / "source")
+    (root / "submission").mkdir()
+    (root / "submission" / "work.ipynb").write_bytes(notebook(ASSIGNMENT, solutions(ASSIGNMENT)))
+    hidden = tmp_path / "root-only"
+    hidden.mkdir(mode=0o700)
+    (hidden / "venv").symlink_to(sys.prefix)               # this virtual environment, seen through it
+    python = hidden / "venv" / "bin" / Path(sys.executable).name
+    environment = {**os.environ, "GRADESCOPE_ROOT": str(root), "FLOWLAB_PYTHON": str(python),
+                   "PATH": f"{failing_bwrap(tmp_path / 'bin')}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=environment, capture_output=True,
+                          text=True, timeout=300)
+    document = json.loads((root / "results" / "results.json").read_text())
+    assert done.returncode != 0 and "an unprivileged user could not start" in done.stderr, done.stderr[-2000:]
+    assert document == {"score": 0, "output": gradescope.RUN_OUTCOMES["error"], "stdout_visibility": "hidden",
+                        "tests": []}
+
+
 def test_the_submission_becomes_one_students_folder_of_its_notebooks(tmp_path):
     submission = tmp_path / "submission"
     (submission / "deep" / ".ipynb_checkpoints").mkdir(parents=True)
