@@ -6,7 +6,8 @@ in the main thread, which waits in one-second slices so that the signal is seen 
 flips the ``Stop`` switch, which kills every running job's process group (and with it the
 sandbox: bwrap runs with ``--die-with-parent``), lets the threads return and drops the jobs
 not started. A Ctrl-C while the jobs are handed to the pool waits until they all are
-(``signals_held``), so that the pool knows every thread it must wait for. A job stopped this way is unfinished: its caller must not record it.
+(``signals_held``), so that the pool knows every thread it must wait for. A job stopped this way
+is unfinished: its caller must not record it.
 """
 from __future__ import annotations
 
@@ -84,9 +85,9 @@ def run_all(tasks: Iterable[Task], job: Callable[[Task], Done], jobs: int, finis
 
 
 @contextlib.contextmanager
-def _handling(handlers: dict[int, Callable]) -> Iterator[bool]:
-    """Within this block each signal of ``handlers`` goes to its handler; yields whether they were
-    set (not outside the main thread, where Python lets no handler be set)."""
+def _handling(handlers: dict[int, Callable]) -> Iterator[None]:
+    """Within this block each signal of ``handlers`` goes to its handler (not outside the main
+    thread, where Python lets no handler be set: there nothing changes)."""
     previous = {}
     try:
         for number, handler in handlers.items():
@@ -94,7 +95,7 @@ def _handling(handlers: dict[int, Callable]) -> Iterator[bool]:
     except ValueError:
         pass
     try:
-        yield len(previous) == len(handlers)
+        yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
