@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+import user_level_python
+
 
 @pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 def device(request) -> torch.device:
@@ -16,3 +18,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def every_user_python() -> str | None:
+    """A Python every user may run, for jobs at the sandbox's ``user`` level (None: none here)."""
+    python = user_level_python.for_every_user()
+    yield python
+    user_level_python.remove(python)

@@ -31,7 +31,7 @@ from flowlab_grader.cases import load_cases
 from flowlab_grader.course import assignments
 from flowlab_grader.results import Result
 from flowlab_grader.scoring import CaseResult, CellScore
-import every_user_python as every_user
+import user_level_python
 from grading_hostile import READABLE
 from test_grading_end_to_end import after_docstring, mutated, notebook, points, setup_cell, solutions
 
@@ -129,11 +129,16 @@ def failing_bwrap(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def every_user_python():
-    python = every_user.make()
-    yield python
-    every_user.remove(python)
+def unpacked(bundle: Path, run: str, submission, parent: Path | None = None) -> Path:
+    """A folder standing for ``/autograder`` (``0755``, as it is: only the lock keeps the references
+    from a job): the bundle in ``source/``, ``submission(root)``'s bytes as the submitted notebook."""
+    root = Path(tempfile.mkdtemp(prefix=f"flowlab-autograder-{run}-", dir=parent))
+    os.chmod(root, 0o755)
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(root / "source")
+    (root / "submission").mkdir()
+    (root / "submission" / "my work.ipynb").write_bytes(submission(root))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +151,9 @@ def graded(bundle, tmp_path_factory, every_user_python):
     for run, (submission, without_bwrap) in RUNS.items():
         if without_bwrap and every_user_python is None:
             continue
-        root = roots[run] = Path(tempfile.mkdtemp(prefix=f"flowlab-autograder-{run}-"))
-        os.chmod(root, 0o755)      # as /autograder is: only the lock keeps the references from a job
-        with zipfile.ZipFile(bundle) as archive:
-            archive.extractall(root / "source")
-        data = {"solution": lambda: notebook(ASSIGNMENT, solutions(ASSIGNMENT)),
-                "mistake": lambda: mutated(ASSIGNMENT, mutation), "hostile": lambda: hostile_notebook(root)}[submission]()
-        (root / "submission").mkdir()
-        (root / "submission" / "my work.ipynb").write_bytes(data)
+        root = roots[run] = unpacked(bundle, run, {
+            "solution": lambda root: notebook(ASSIGNMENT, solutions(ASSIGNMENT)),
+            "mistake": lambda root: mutated(ASSIGNMENT, mutation), "hostile": hostile_notebook}[submission])
         environment = {**os.environ, "GRADESCOPE_ROOT": str(root), "FLOWLAB_PYTHON": sys.executable}
         if without_bwrap:
             environment["PATH"] = f"{no_namespaces}:{environment['PATH']}"
@@ -193,7 +193,7 @@ def test_where_bubblewrap_cannot_make_namespaces_each_job_runs_as_a_user_of_its_
     """The fallback, where a failing bwrap stands for a container without namespaces: the solution
     full marks, the hostile notebook (which finds nothing as an unprivileged user) nothing."""
     if every_user_python is None:
-        pytest.skip(f"no {every_user.SYSTEM_PYTHON} of this Python's version to run jobs as an unprivileged user")
+        pytest.skip(f"no {user_level_python.SYSTEM_PYTHON} of this Python's version to run jobs as an unprivileged user")
     (solution, _, solution_output), (hostile, _, hostile_output) = graded["solution-user"], graded["hostile-user"]
     for output in (solution_output, hostile_output):
         assert "sandbox: user (bubblewrap could not:" in output and "No permissions to creating new namespace" in output
@@ -208,15 +208,8 @@ def test_where_no_sandbox_can_be_had_run_autograder_fails_loudly_not_the_student
     results.json gives no score as the student's own, saying the autograder failed."""
     if os.geteuid() != 0:
         pytest.skip("the user level is root's")
-    root = Path(tempfile.mkdtemp(prefix="flowlab-autograder-refused-", dir=tmp_path))
-    with zipfile.ZipFile(bundle) as archive:
-        archive.extractall(root / "source")
-    (root / "submission").mkdir()
-    (root / "submission" / "work.ipynb").write_bytes(notebook(ASSIGNMENT, solutions(ASSIGNMENT)))
-    hidden = tmp_path / "root-only"
-    hidden.mkdir(mode=0o700)
-    (hidden / "venv").symlink_to(sys.prefix)               # this virtual environment, seen through it
-    python = hidden / "venv" / "bin" / Path(sys.executable).name
+    root = unpacked(bundle, "refused", lambda root: notebook(ASSIGNMENT, solutions(ASSIGNMENT)), tmp_path)
+    python = user_level_python.root_only(tmp_path / "root-only")
     environment = {**os.environ, "GRADESCOPE_ROOT": str(root), "FLOWLAB_PYTHON": str(python),
                    "PATH": f"{failing_bwrap(tmp_path / 'bin')}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=environment, capture_output=True,

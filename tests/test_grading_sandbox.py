@@ -16,7 +16,7 @@ import pytest
 
 from flowlab_grader import allowlist, sandbox
 from flowlab_grader.course import repository_dir
-import every_user_python as every_user
+import user_level_python
 from grading_hostile import SEARCH, plant_decoy, remove_decoy
 
 # What a job sees: argv[1] is a port to try on loopback, argv[2:] paths to write, then read.
@@ -214,20 +214,13 @@ def test_without_bwrap_grading_refuses_unless_allowed(work, monkeypatch, tmp_pat
     assert report["filesystem"].startswith("none") and report["network"].startswith("on")
 
 
-@pytest.fixture(scope="module")
-def every_user_python():
-    python = every_user.make()
-    yield python
-    every_user.remove(python)
-
-
 def test_allowed_without_bwrap_a_root_grader_gives_each_job_a_user_of_its_own(work, monkeypatch, tmp_path,
                                                                                 every_user_python):
     """``--allow-unisolated`` as root, where a user of its own can start the Python (as
     ``/usr/bin/python3``): the ``user`` level, not the grader's own user; the job cannot read a
     file of root's nor write into another job's working copy."""
     if os.geteuid() != 0 or every_user_python is None:
-        pytest.skip("needs root and a Python every user may run (tests/every_user_python.py)")
+        pytest.skip("needs root and a Python every user may run (tests/user_level_python.py)")
     monkeypatch.setenv("PATH", str(tmp_path))            # a machine where bwrap is not installed
     monkeypatch.setattr(sys, "executable", every_user_python)
     allowed = sandbox.probe_isolation(work, LIMITS, allow_unisolated=True)
@@ -251,12 +244,10 @@ def test_a_python_no_unprivileged_user_can_run_rules_out_the_user_level(work, mo
     home would blame the students: the probe says what to fix instead."""
     if os.geteuid() != 0:
         pytest.skip("the user level is root's")
-    hidden = tmp_path / "root-only"
-    hidden.mkdir(mode=0o700)
-    (hidden / "python").symlink_to(sys.executable)
-    monkeypatch.setattr(sys, "executable", str(hidden / "python"))
+    python = user_level_python.root_only(tmp_path / "root-only")
+    monkeypatch.setattr(sys, "executable", str(python))
     problem = sandbox.user_problem(work, LIMITS)
-    assert problem is not None and f"an unprivileged user could not start {hidden / 'python'}" in problem
+    assert problem is not None and f"an unprivileged user could not start {python}" in problem
     assert "not under a 0700 folder such as /root" in problem
 
 

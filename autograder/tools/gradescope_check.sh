@@ -14,7 +14,7 @@ ASSIGNMENT=${1:-01}
 WORK=${2:-/tmp/flowlab-gradescope-check}
 ROOT=$WORK/autograder
 SYSTEM_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-rm -rf "$WORK" && mkdir -p "$ROOT/source" "$WORK/no-namespaces" && chmod 755 "$WORK" "$ROOT"
+rm -rf "$WORK" && mkdir -p "$ROOT/source" && chmod 755 "$WORK" "$ROOT"
 .venv/bin/flowlab export gradescope --assignment "$ASSIGNMENT" --out "$WORK/export" || exit 1
 (cd "$ROOT/source" && unzip -q "$WORK/export/autograder.zip") || exit 1
 
@@ -29,13 +29,12 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from flowlab_grader.course import find_assignment
 from test_grading_end_to_end import notebook, solutions
-from test_grading_gradescope import hostile_notebook
+from test_grading_gradescope import failing_bwrap, hostile_notebook
 assignment, root, work = find_assignment(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 (work / "solution.ipynb").write_bytes(notebook(assignment, solutions(assignment)))
 (work / "hostile.ipynb").write_bytes(hostile_notebook(root, assignment))
+failing_bwrap(work / "no-namespaces")
 PY
-printf '#!/bin/sh\necho "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces." >&2\nexit 1\n' \
-  > "$WORK/no-namespaces/bwrap" && chmod 755 "$WORK/no-namespaces/bwrap"
 
 for level in bwrap user; do
   for submission in solution hostile; do

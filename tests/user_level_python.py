@@ -1,10 +1,10 @@
-"""A Python every user may run, for the tests of the sandbox's ``user`` level.
+"""Pythons for the tests of the sandbox's ``user`` level: one every user may run, one only root may.
 
 A job at that level runs as an unprivileged user of its own, which cannot start a Python installed
-under root's 0700 home (pyenv's, on this machine). Gradescope's is ``/usr/bin/python3``; this
-module makes a virtual environment of the system's Python in a world-readable folder, importing
-this environment's packages (and their console scripts, which nbgrader calls), when the two are
-the same version.
+under root's 0700 home (pyenv's, on this machine). Gradescope's is ``/usr/bin/python3``:
+``for_every_user`` makes a virtual environment of the system's Python in a world-readable folder,
+importing this environment's packages (and their console scripts, which nbgrader calls), when the
+two are the same version. ``root_only`` shows this environment through a 0700 folder.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def make() -> str | None:
+def for_every_user() -> str | None:
     """The path of such a Python, or None (no ``SYSTEM_PYTHON``, or another version of it)."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return None
@@ -43,3 +43,10 @@ def make() -> str | None:
 def remove(python: str | None) -> None:
     if python:
         shutil.rmtree(Path(python).parent.parent, ignore_errors=True)
+
+
+def root_only(folder: Path) -> Path:
+    """This environment's Python, reached through ``folder`` (made, 0700): root runs it, no other user can."""
+    folder.mkdir(mode=0o700)
+    (folder / "venv").symlink_to(sys.prefix)
+    return folder / "venv" / "bin" / Path(sys.executable).name
